@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+// DiffKit: container-image layers to tar streams and back.
+import PackageDescription
+
+let package = Package(
+    name: "DiffKit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "DiffKit", targets: ["DiffKit"]),
+        .library(name: "Drivers", targets: ["Drivers"]),
+        .executable(name: "difftool", targets: ["difftool"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        // libarchive, found through pkg-config (Debian: libarchive-dev).
+        .systemLibrary(
+            name: "CArchive", path: "Sources/ArchiveBridge/CArchive",
+            pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        // The few syscalls Swift cannot call (variadics, macros, missing glibc wrappers).
+        .target(name: "CDiffKitShim", path: "Sources/ArchiveBridge/CShim"),
+        .target(
+            name: "ArchiveBridge",
+            dependencies: [
+                "CArchive", "CDiffKitShim",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Sources/ArchiveBridge/Swift"),
+        .target(
+            name: "DiffKit",
+            dependencies: ["ArchiveBridge", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Drivers", dependencies: ["DiffKit", "ArchiveBridge"]),
+        .executableTarget(
+            name: "difftool",
+            dependencies: [
+                "DiffKit", "Drivers",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(name: "TestSupport", dependencies: ["DiffKit", "ArchiveBridge"], path: "Tests/TestSupport"),
+        .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "ArchiveBridge", "TestSupport"]),
+        .testTarget(name: "DriverTests", dependencies: ["Drivers", "DiffKit", "TestSupport"]),
+    ]
+)

@@ -1,0 +1,36 @@
+// dkshim: the syscalls and macros Swift cannot reach through Glibc (xattrs, makedev,
+// getdents64, openat2, renameat2, copy_file_range, FICLONE, UTIME_OMIT). Nothing else.
+#ifndef DKSHIM_H
+#define DKSHIM_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+long dk_getdents64(int fd, void *buf, size_t len);
+
+ssize_t dk_lgetxattr(const char *path, const char *name, void *value, size_t size);
+ssize_t dk_fgetxattr(int fd, const char *name, void *value, size_t size);
+ssize_t dk_llistxattr(const char *path, char *list, size_t size);
+ssize_t dk_flistxattr(int fd, char *list, size_t size);
+int dk_lsetxattr(const char *path, const char *name, const void *value, size_t size);
+int dk_fsetxattr(int fd, const char *name, const void *value, size_t size);
+
+uint64_t dk_makedev(uint32_t major, uint32_t minor);
+uint32_t dk_major(uint64_t dev);
+uint32_t dk_minor(uint64_t dev);
+
+// openat2(2) with RESOLVE_* flags; returns -1 and sets errno (ENOSYS where the kernel lacks it).
+int dk_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+uint64_t dk_resolve_in_root(void);
+uint64_t dk_resolve_no_magiclinks(void);
+uint64_t dk_resolve_no_symlinks(void);
+uint64_t dk_resolve_beneath(void);
+
+int dk_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+ssize_t dk_copy_file_range(int fd_in, int fd_out, size_t len);
+int dk_ficlone(int dst, int src);
+long dk_utime_omit(void);
+int dk_o_path(void);
+int dk_mknodat(int dirfd, const char *path, uint32_t mode, uint64_t dev);
+int dk_statfs_type(int fd, int64_t *type);
+#endif

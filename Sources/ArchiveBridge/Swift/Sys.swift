@@ -1,0 +1,245 @@
+// Thin, EINTR-safe wrappers over the syscalls DiffKit uses, working on byte paths and
+// directory descriptors. Callers get `SystemError`s that name the path.
+import CDiffKitShim
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum Sys {
+    public static let atSymlinkNoFollow = AT_SYMLINK_NOFOLLOW
+    public static let utimeOmit = dk_utime_omit()
+    /// O_PATH: a descriptor that only names a place, for *at calls.
+    public static let oPath = dk_o_path()
+
+    /// Run `body` with `bytes` as a NUL-terminated C string.
+    @inline(__always)
+    public static func withCString<R>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
+        var b = bytes
+        b.append(0)
+        return try b.withUnsafeBufferPointer { p in
+            try p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { try body($0) }
+        }
+    }
+
+    @inline(__always)
+    static func retry<T: BinaryInteger>(_ f: () -> T) -> T {
+        while true {
+            let r = f()
+            if r == -1 && errno == EINTR { continue }
+            return r
+        }
+    }
+
+    public static func open(_ path: [UInt8], _ flags: Int32, mode: mode_t = 0) throws -> Int32 {
+        try openat(AT_FDCWD, path, flags, mode: mode, shown: path)
+    }
+
+    /// `openat`, reporting `shown` (the full path) on failure.
+    public static func openat(_ dirfd: Int32, _ name: [UInt8], _ flags: Int32, mode: mode_t = 0, shown: [UInt8]? = nil) throws -> Int32 {
+        let fd = withCString(name) { n in retry { Glibc.openat(dirfd, n, flags | O_CLOEXEC, mode) } }
+        if fd < 0 { throw SystemError("open", shown ?? name, errno: errno) }
+        return fd
+    }
+
+    /// `openat` that returns the errno instead of throwing (for expected failures).
+    public static func tryOpenat(_ dirfd: Int32, _ name: [UInt8], _ flags: Int32, mode: mode_t = 0) -> (fd: Int32, errno: Int32) {
+        let fd = withCString(name) { n in retry { Glibc.openat(dirfd, n, flags | O_CLOEXEC, mode) } }
+        return (fd, fd < 0 ? errno : 0)
+    }
+
+    /// openat2 with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS: `path` is resolved as if `rootfd`
+    /// were `/`, so neither `..` nor a symlink (absolute or relative) can leave the root.
+    public static func openInRoot(_ rootfd: Int32, _ path: [UInt8], _ flags: Int32) -> (fd: Int32, errno: Int32) {
+        let resolve = dk_resolve_in_root() | dk_resolve_no_magiclinks()
+        let fd = withCString(path.isEmpty ? [UInt8(ascii: ".")] : path) { p in
+            retry { dk_openat2(rootfd, p, UInt64(flags | O_CLOEXEC), 0, resolve) }
+        }
+        return (fd, fd < 0 ? errno : 0)
+    }
+
+    public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    public static func fstatat(_ dirfd: Int32, _ name: [UInt8], shown: [UInt8]? = nil) throws -> stat {
+        var st = stat()
+        let r = withCString(name) { n in retry { Glibc.fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) } }
+        if r != 0 { throw SystemError("lstat", shown ?? name, errno: errno) }
+        return st
+    }
+
+    /// lstat relative to `dirfd`; nil when the name does not exist.
+    public static func lstatIfExists(_ dirfd: Int32, _ name: [UInt8], shown: [UInt8]? = nil) throws -> stat? {
+        var st = stat()
+        let r = withCString(name) { n in retry { Glibc.fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) } }
+        if r == 0 { return st }
+        if errno == ENOENT || errno == ENOTDIR { return nil }
+        throw SystemError("lstat", shown ?? name, errno: errno)
+    }
+
+    public static func fstat(_ fd: Int32, shown: [UInt8]) throws -> stat {
+        var st = stat()
+        if retry({ Glibc.fstat(fd, &st) }) != 0 { throw SystemError("fstat", shown, errno: errno) }
+        return st
+    }
+
+    public static func readlinkat(_ dirfd: Int32, _ name: [UInt8], shown: [UInt8]? = nil) throws -> [UInt8] {
+        var size = 256
+        while true {
+            var buf = [UInt8](repeating: 0, count: size)
+            let n = withCString(name) { p in
+                buf.withUnsafeMutableBufferPointer { b in
+                    Glibc.readlinkat(dirfd, p, UnsafeMutableRawPointer(b.baseAddress!).assumingMemoryBound(to: CChar.self), size)
+                }
+            }
+            if n < 0 { throw SystemError("readlink", shown ?? name, errno: errno) }
+            if n < size { return Array(buf[0..<n]) }
+            size *= 4
+        }
+    }
+
+    /// Write all of `buf`, retrying short writes.
+    public static func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, shown: String) throws {
+        var off = 0
+        while off < buf.count {
+            let n = retry { Glibc.write(fd, buf.baseAddress! + off, buf.count - off) }
+            if n < 0 { throw SystemError("write", shown, Errno(rawValue: errno)) }
+            off += n
+        }
+    }
+
+    public static func pwriteAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, at offset: Int64, shown: [UInt8]) throws {
+        var off = 0
+        while off < buf.count {
+            let n = retry { Glibc.pwrite(fd, buf.baseAddress! + off, buf.count - off, off_t(offset) + off_t(off)) }
+            if n < 0 { throw SystemError("write", shown, errno: errno) }
+            off += n
+        }
+    }
+
+    /// Read up to `count` bytes; 0 at end of file.
+    public static func read(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, shown: [UInt8]) throws -> Int {
+        let n = retry { Glibc.read(fd, buf, count) }
+        if n < 0 { throw SystemError("read", shown, errno: errno) }
+        return n
+    }
+
+    // MARK: directories
+
+    /// A directory entry as getdents64 gives it: no stat.
+    public struct DirEntry: Sendable {
+        public var name: [UInt8]
+        public var ino: UInt64
+        public var type: UInt8
+    }
+
+    /// All entries of an open directory except `.` and `..`, sorted by name bytes.
+    public static func readDirectory(_ fd: Int32, shown: [UInt8]) throws -> [DirEntry] {
+        var entries: [DirEntry] = []
+        let cap = 65536
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 8)
+        defer { buf.deallocate() }
+        while true {
+            let n = dk_getdents64(fd, buf, cap)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("getdents64", shown, errno: errno)
+            }
+            if n == 0 { break }
+            var off = 0
+            while off < n {
+                let rec = buf + off
+                let ino = rec.loadUnaligned(as: UInt64.self)
+                let reclen = Int(rec.loadUnaligned(fromByteOffset: 16, as: UInt16.self))
+                let type = rec.load(fromByteOffset: 18, as: UInt8.self)
+                let namePtr = (rec + 19).assumingMemoryBound(to: UInt8.self)
+                let len = strlen(UnsafeRawPointer(namePtr).assumingMemoryBound(to: CChar.self))
+                off += reclen
+                if len == 1 && namePtr[0] == 0x2E { continue }
+                if len == 2 && namePtr[0] == 0x2E && namePtr[1] == 0x2E { continue }
+                entries.append(DirEntry(name: Array(UnsafeBufferPointer(start: namePtr, count: len)), ino: ino, type: type))
+            }
+        }
+        entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
+        return entries
+    }
+
+    // MARK: xattrs
+
+    /// Names of the extended attributes of `path` (not following a final symlink), or of `fd` when given.
+    public static func listXattrs(path: [UInt8], fd: Int32 = -1) throws -> [[UInt8]] {
+        var size = 1024
+        while true {
+            var buf = [CChar](repeating: 0, count: size)
+            let n: Int = fd >= 0
+                ? dk_flistxattr(fd, &buf, size)
+                : withCString(path) { p in dk_llistxattr(p, &buf, size) }
+            if n < 0 {
+                if errno == ERANGE { size *= 4; continue }
+                if errno == ENOTSUP || errno == ENOENT { return [] }
+                throw SystemError("listxattr", path, errno: errno)
+            }
+            var names: [[UInt8]] = []
+            var start = 0
+            for i in 0..<n where buf[i] == 0 {
+                if i > start { names.append(buf[start..<i].map { UInt8(bitPattern: $0) }) }
+                start = i + 1
+            }
+            return names
+        }
+    }
+
+    /// The value of one attribute, or nil when it is absent.
+    public static func getXattr(path: [UInt8], fd: Int32 = -1, name: [UInt8]) throws -> [UInt8]? {
+        var size = 256
+        while true {
+            var buf = [UInt8](repeating: 0, count: size)
+            let n: Int = withCString(name) { nm in
+                fd >= 0 ? dk_fgetxattr(fd, nm, &buf, size)
+                    : withCString(path) { p in dk_lgetxattr(p, nm, &buf, size) }
+            }
+            if n < 0 {
+                if errno == ERANGE { size *= 16; continue }
+                if errno == ENODATA || errno == ENOTSUP || errno == ENOENT { return nil }
+                throw SystemError("getxattr \(Bytes.string(name))", path, errno: errno)
+            }
+            return Array(buf[0..<n])
+        }
+    }
+
+    /// Set an attribute on an open fd, or on a path without following a final symlink. Returns errno (0 on success).
+    public static func setXattr(path: [UInt8], fd: Int32 = -1, name: [UInt8], value: [UInt8]) -> Int32 {
+        let r: Int32 = withCString(name) { nm in
+            value.withUnsafeBytes { v in
+                fd >= 0 ? dk_fsetxattr(fd, nm, v.baseAddress, v.count)
+                    : withCString(path) { p in dk_lsetxattr(p, nm, v.baseAddress, v.count) }
+            }
+        }
+        return r == 0 ? 0 : errno
+    }
+
+    public static func makedev(_ major: UInt32, _ minor: UInt32) -> UInt64 { dk_makedev(major, minor) }
+    public static func major(_ dev: UInt64) -> UInt32 { dk_major(dev) }
+    public static func minor(_ dev: UInt64) -> UInt32 { dk_minor(dev) }
+
+    public static func mknodat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32, dev: UInt64) -> Int32 {
+        let r = withCString(name) { n in dk_mknodat(dirfd, n, mode, dev) }
+        return r == 0 ? 0 : errno
+    }
+
+    public static func copyFileRange(from: Int32, to: Int32, count: Int) -> Int {
+        dk_copy_file_range(from, to, count)
+    }
+
+    public static func ficlone(dst: Int32, src: Int32) -> Bool { dk_ficlone(dst, src) == 0 }
+
+    public static func renameat2(_ od: Int32, _ op: [UInt8], _ nd: Int32, _ np: [UInt8], flags: UInt32 = 0) -> Int32 {
+        let r = withCString(op) { o in withCString(np) { n in dk_renameat2(od, o, nd, n, flags) } }
+        return r == 0 ? 0 : errno
+    }
+
+    public static func filesystemType(_ fd: Int32) -> Int64? {
+        var t: Int64 = 0
+        return dk_statfs_type(fd, &t) == 0 ? t : nil
+    }
+}

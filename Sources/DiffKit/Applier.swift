@@ -1,0 +1,554 @@
+// Applier: writes a layer tar into a directory (moby's UnpackLayer, BEHAVIOUR.md §2.5, §4),
+// with the whiteout form of the target (plain deletions, overlay devices/xattrs, aufs files).
+//
+// Safety without chroot: every parent directory and hardlink target is resolved with
+// openat2(RESOLVE_IN_ROOT), so `..`, absolute names and symlinks (from this layer or below)
+// cannot leave the root; the final component is always handled with *at calls that do not
+// follow it, and names are validated before anything is touched.
+import ArchiveBridge
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct ApplyOptions: Sendable {
+    public var idMap: IDMap = .identity
+    public var whiteouts: WhiteoutForm = .plain
+    /// Device nodes cannot be made in a user namespace: skip them (with a warning).
+    public var inUserNamespace: Bool = ApplyOptions.detectUserNamespace()
+    public var logger: Logger = Logger(label: "diffkit")
+
+    public init(idMap: IDMap = .identity, whiteouts: WhiteoutForm = .plain) {
+        self.idMap = idMap
+        self.whiteouts = whiteouts
+    }
+
+    public static func detectUserNamespace() -> Bool {
+        guard let text = try? readSmallFile(Bytes.of("/proc/self/uid_map")) else { return false }
+        let fields = String(decoding: text, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+        return !(fields.count == 3 && fields[0] == "0" && fields[1] == "0" && fields[2] == "4294967295")
+    }
+}
+
+func readSmallFile(_ path: [UInt8]) throws -> [UInt8] {
+    let fd = try Sys.open(path, O_RDONLY)
+    defer { Sys.close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = try buf.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress!, 4096, shown: path) }
+        if n == 0 { return out }
+        out += buf[0..<n]
+    }
+}
+
+public final class Applier {
+    private let root: [UInt8]
+    private let rootfd: Int32
+    private let options: ApplyOptions
+    private var archiveName = ""
+    private var entryName = ""
+
+    /// Last resolved parent directory (O_PATH fd), dropped whenever anything is removed.
+    private var cachedPath: [UInt8]? = nil
+    private var cachedFd: Int32 = -1
+    private var cachedSetgid = false
+    /// Hashes of the paths this stream created (an opaque marker keeps them).
+    private var unpacked = Set<Int>()
+    /// Directories whose times are set after the stream, in stream order.
+    private var directoryTimes: [(path: [UInt8], atime: timespec, mtime: timespec)] = []
+    /// aufs pseudo-link stash: `.wh..wh.plnk/NAME` entries kept for hardlinks that point at them.
+    private var plnkDir: [UInt8]? = nil
+    private var plnkHeaders: [[UInt8]: TarHeader] = [:]
+    private var warnedXattrs = Set<[UInt8]>()
+
+    private static let umaskBits: UInt32 = {
+        let u = umask(0o022)
+        umask(u)
+        return UInt32(u)
+    }()
+    private static let euid = geteuid()
+    private static let egid = getegid()
+
+    private static let wh = Bytes.of(".wh.")
+    private static let whMeta = Bytes.of(".wh..wh.")
+    private static let whOpaque = Bytes.of(".wh..wh..opq")
+    private static let whPlnk = Bytes.of(".wh..wh.plnk")
+
+    public init(root: [UInt8], options: ApplyOptions = ApplyOptions()) throws {
+        self.root = root
+        self.options = options
+        rootfd = try Sys.open(root, O_RDONLY | O_DIRECTORY)
+    }
+
+    deinit {
+        dropCache()
+        Sys.close(rootfd)
+        if let plnkDir { try? removeTree(AT_FDCWD, plnkDir) }
+    }
+
+    /// Apply every entry of `reader`; returns the sum of the entries' header sizes (§4.8).
+    public func apply(_ reader: TarReader, archive: String) throws -> Int64 {
+        archiveName = archive
+        var size: Int64 = 0
+        while let h = try reader.next() {
+            size += h.size
+            entryName = h.displayName
+            do {
+                try applyEntry(h, reader)
+            } catch let e as DiffKitError {
+                throw e
+            } catch let e as ArchiveError {
+                throw e
+            } catch {
+                throw DiffKitError.applyFailed(archive: archive, entry: entryName, underlying: "\(error)")
+            }
+        }
+        entryName = ""
+        try finishDirectoryTimes()
+        return size
+    }
+
+    // MARK: entries
+
+    private func applyEntry(_ h: TarHeader, _ reader: TarReader) throws {
+        let comps = LayerPath.components(h.name)
+        if comps.first == [UInt8(ascii: "."), UInt8(ascii: ".")] {
+            throw DiffKitError.breakout(entry: entryName, reason: "the name climbs above the root with ..")
+        }
+        guard let base = comps.last else {
+            // `./`: moby's UnpackLayer applies the header to the root itself.
+            guard h.kind == .directory else {
+                throw DiffKitError.unsupportedEntry(entry: entryName, reason: "a non-directory entry names the root")
+            }
+            try applyRootMetadata(h)
+            return
+        }
+        let parent = Array(comps.dropLast().joined(separator: [LayerPath.slash]))
+        let path = LayerPath.join(parent, base)
+
+        if options.whiteouts != .aufs {
+            // Root-level aufs metadata (§2.5 WO-APL-1): kept aside or skipped.
+            if comps[0].starts(with: Self.whMeta) && comps[0] != Self.whOpaque {
+                if comps[0] == Self.whPlnk && comps.count == 2 && h.kind == .regular { try stashPlnk(h, base, reader) }
+                return
+            }
+            if base.starts(with: Self.wh) {
+                if base == Self.whOpaque { try opaque(parent) } else { try whiteout(parent, Array(base.dropFirst(4)), h) }
+                return
+            }
+        }
+
+        let pfd = try resolveParent(parent, comps: comps.dropLast())
+        var h = h
+        if h.kind == .hardlink, LayerPath.components(h.linkName).first == Self.whPlnk {
+            h = try materializePlnk(h)
+        }
+        guard let ids = options.idMap.toHost(uid: UInt32(clamping: h.uid), gid: UInt32(clamping: h.gid)),
+              h.uid >= 0, h.gid >= 0 else {
+            throw DiffKitError.unmappedID(entry: entryName, uid: h.uid, gid: h.gid)
+        }
+        try create(pfd, base, path, h, uid: ids.uid, gid: ids.gid, reader: reader)
+        unpacked.insert(path.hashValue)
+    }
+
+    private func create(_ pfd: Int32, _ base: [UInt8], _ path: [UInt8], _ h: TarHeader,
+                        uid: UInt32, gid: UInt32, reader: TarReader) throws {
+        let shown = root + [LayerPath.slash] + path
+        let perm = h.mode & 0o7777
+        switch h.kind {
+        case .directory:
+            var r = mkdir(pfd, base, perm)
+            if r == EEXIST {
+                let st = try Sys.fstatat(pfd, base, shown: shown)
+                if st.st_mode & S_IFMT != S_IFDIR {
+                    try replace(pfd, base, shown)
+                    r = mkdir(pfd, base, perm)
+                } else {
+                    r = 0
+                }
+            }
+            if r != 0 { throw SystemError("mkdir", shown, errno: r) }
+            let fd = try Sys.openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, shown: shown)
+            defer { Sys.close(fd) }
+            try metadata(fd: fd, pfd: pfd, base: base, shown: shown, h, uid: uid, gid: gid, fresh: false)
+            directoryTimes.append((path, Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)))
+
+        case .regular:
+            var (fd, err) = Sys.tryOpenat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode_t(perm & 0o777))
+            if fd < 0 && err == EEXIST {
+                try replace(pfd, base, shown)
+                (fd, err) = Sys.tryOpenat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode_t(perm & 0o777))
+            }
+            if fd < 0 { throw SystemError("create", shown, errno: err) }
+            defer { Sys.close(fd) }
+            var end: Int64 = 0
+            var sequential = true
+            let source: (((UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Void)
+            if let plnk = pendingPlnkSource {
+                pendingPlnkSource = nil
+                source = { body in try Self.readFile(plnk, body) }
+            } else {
+                source = { body in try reader.readData(body) }
+            }
+            try source { chunk, offset in
+                if sequential && offset == end {
+                    try Sys.writeAll(fd, chunk, shown: Bytes.string(shown))
+                } else {
+                    sequential = false
+                    try Sys.pwriteAll(fd, chunk, at: offset, shown: shown)
+                }
+                end = max(end, offset + Int64(chunk.count))
+            }
+            if end < h.size && ftruncate(fd, off_t(h.size)) != 0 { throw SystemError("truncate", shown, errno: errno) }
+            try metadata(fd: fd, pfd: pfd, base: base, shown: shown, h, uid: uid, gid: gid, fresh: true)
+            var times = [Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)]
+            if futimens(fd, &times) != 0 { throw SystemError("utimes", shown, errno: errno) }
+
+        case .symlink:
+            var r = Sys.withCString(h.linkName) { t in Sys.withCString(base) { symlinkat(t, pfd, $0) } } == 0 ? 0 : errno
+            if r == EEXIST {
+                try replace(pfd, base, shown)
+                r = Sys.withCString(h.linkName) { t in Sys.withCString(base) { symlinkat(t, pfd, $0) } } == 0 ? 0 : errno
+            }
+            if r != 0 { throw SystemError("symlink", shown, errno: r) }
+            try metadata(fd: -1, pfd: pfd, base: base, shown: shown, h, uid: uid, gid: gid, fresh: true, isSymlink: true)
+            try setTimes(pfd, base, shown, h)
+
+        case .hardlink:
+            let target = LayerPath.components(h.linkName)
+            guard let tbase = target.last, target.first != [UInt8(ascii: "."), UInt8(ascii: ".")] else {
+                throw DiffKitError.breakout(entry: entryName, reason: "hardlink target '\(Bytes.string(h.linkName))' is outside the root")
+            }
+            let tparent = Array(target.dropLast().joined(separator: [LayerPath.slash]))
+            if LayerPath.join(tparent, tbase) == path {
+                throw DiffKitError.unsupportedEntry(entry: entryName, reason: "hardlink to itself")
+            }
+            let (tfd, terr) = Sys.openInRoot(rootfd, tparent, Sys.oPath | O_DIRECTORY)
+            if tfd < 0 { throw SystemError("resolve hardlink target", root + [LayerPath.slash] + h.linkName, errno: terr) }
+            defer { Sys.close(tfd) }
+            var r = link(tfd, tbase, pfd, base)
+            if r == EEXIST {
+                try replace(pfd, base, shown)
+                r = link(tfd, tbase, pfd, base)
+            }
+            if r != 0 { throw SystemError("link to \(Bytes.string(h.linkName))", shown, errno: r) }
+            // Never chmod/chown through a hardlinked symlink (CVE-2021-32760).
+            let st = try Sys.fstatat(pfd, base, shown: shown)
+            if st.st_mode & S_IFMT != S_IFLNK {
+                try metadata(fd: -1, pfd: pfd, base: base, shown: shown, h, uid: uid, gid: gid, fresh: false)
+                try setTimes(pfd, base, shown, h)
+            }
+
+        case .characterDevice, .blockDevice, .fifo:
+            if h.kind != .fifo && options.inUserNamespace {
+                options.logger.warning("\(archiveName): entry \(entryName): device node skipped in a user namespace")
+                return
+            }
+            let type: UInt32 = h.kind == .fifo ? UInt32(S_IFIFO) : h.kind == .characterDevice ? UInt32(S_IFCHR) : UInt32(S_IFBLK)
+            let dev = h.kind == .fifo ? 0 : Sys.makedev(h.devMajor, h.devMinor)
+            var r = Sys.mknodat(pfd, base, mode: type | (perm & 0o777), dev: dev)
+            if r == EEXIST {
+                try replace(pfd, base, shown)
+                r = Sys.mknodat(pfd, base, mode: type | (perm & 0o777), dev: dev)
+            }
+            if r != 0 { throw SystemError("mknod", shown, errno: r) }
+            try metadata(fd: -1, pfd: pfd, base: base, shown: shown, h, uid: uid, gid: gid, fresh: true)
+            try setTimes(pfd, base, shown, h)
+        }
+    }
+
+    private func mkdir(_ pfd: Int32, _ base: [UInt8], _ perm: UInt32) -> Int32 {
+        Sys.withCString(base) { mkdirat(pfd, $0, mode_t(perm & 0o777)) } == 0 ? 0 : errno
+    }
+
+    private func link(_ tfd: Int32, _ tbase: [UInt8], _ pfd: Int32, _ base: [UInt8]) -> Int32 {
+        Sys.withCString(tbase) { t in Sys.withCString(base) { linkat(tfd, t, pfd, $0, 0) } } == 0 ? 0 : errno
+    }
+
+    /// An existing entry in the way (§4.2 step 8): removed, never written through.
+    private func replace(_ pfd: Int32, _ base: [UInt8], _ shown: [UInt8]) throws {
+        try removeTree(pfd, base)
+        invalidateBelow()
+    }
+
+    /// Owner, then mode, then xattrs (chown clears suid/sgid and capabilities, so it comes first).
+    /// `fd` is the open entry when there is one; otherwise the *at calls do not follow symlinks.
+    private func metadata(fd: Int32, pfd: Int32, base: [UInt8], shown: [UInt8], _ h: TarHeader,
+                          uid: UInt32, gid: UInt32, fresh: Bool, isSymlink: Bool = false) throws {
+        let perm = h.mode & 0o7777
+        // A freshly made entry already has our owner (and, in a setgid directory, its group).
+        let createdGid = cachedSetgid ? UInt32.max : Self.egid
+        let chown = !fresh || uid != Self.euid || gid != createdGid
+        if chown {
+            let r = fd >= 0 ? fchown(fd, uid, gid)
+                : Sys.withCString(base) { fchownat(pfd, $0, uid, gid, AT_SYMLINK_NOFOLLOW) }
+            if r != 0 { throw SystemError("chown \(uid):\(gid)", shown, errno: errno) }
+        }
+        if !isSymlink && (chown || !fresh || perm & 0o7000 != 0 || perm & Self.umaskBits != 0 || cachedSetgid) {
+            let r = fd >= 0 ? fchmod(fd, mode_t(perm)) : Sys.withCString(base) { fchmodat(pfd, $0, mode_t(perm), 0) }
+            if r != 0 { throw SystemError("chmod \(String(perm, radix: 8))", shown, errno: errno) }
+        }
+        for x in h.xattrs {
+            // Overlay and trusted attributes from an archive could forge opaque dirs or redirects.
+            if x.name.starts(with: Bytes.of("trusted.")) || Self.isOverlayXattr(x.name) {
+                if warnedXattrs.insert(x.name).inserted {
+                    options.logger.warning("\(archiveName): entry \(entryName): xattr \(Bytes.string(x.name)) refused")
+                }
+                continue
+            }
+            let r = fd >= 0 ? Sys.setXattr(path: [], fd: fd, name: x.name, value: x.value)
+                : Sys.setXattr(path: procPath(pfd, base), name: x.name, value: x.value)
+            if r == ENOTSUP || r == EPERM {
+                if warnedXattrs.insert(x.name).inserted {
+                    options.logger.warning("\(archiveName): entry \(entryName): xattr \(Bytes.string(x.name)) ignored (\(r == EPERM ? "not permitted" : "not supported"))")
+                }
+            } else if r != 0 {
+                throw SystemError("setxattr \(Bytes.string(x.name))", shown, errno: r)
+            }
+        }
+    }
+
+    static func isOverlayXattr(_ name: [UInt8]) -> Bool {
+        let s = Bytes.string(name)
+        return s.contains(".overlay.")
+    }
+
+    private func procPath(_ fd: Int32, _ base: [UInt8]) -> [UInt8] {
+        Bytes.of("/proc/self/fd/\(fd)/") + base
+    }
+
+    private func setTimes(_ pfd: Int32, _ base: [UInt8], _ shown: [UInt8], _ h: TarHeader) throws {
+        var times = [Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)]
+        let r = Sys.withCString(base) { utimensat(pfd, $0, &times, AT_SYMLINK_NOFOLLOW) }
+        if r != 0 { throw SystemError("utimes", shown, errno: errno) }
+    }
+
+    static func time(_ sec: Int64, _ nsec: Int32) -> timespec {
+        // Times before the epoch are clamped to it (moby).
+        sec < 0 ? timespec(tv_sec: 0, tv_nsec: 0) : timespec(tv_sec: Int(sec), tv_nsec: Int(nsec))
+    }
+
+    private func applyRootMetadata(_ h: TarHeader) throws {
+        guard let ids = options.idMap.toHost(uid: UInt32(clamping: h.uid), gid: UInt32(clamping: h.gid)) else {
+            throw DiffKitError.unmappedID(entry: entryName, uid: h.uid, gid: h.gid)
+        }
+        if fchown(rootfd, ids.uid, ids.gid) != 0 { throw SystemError("chown", root, errno: errno) }
+        if fchmod(rootfd, mode_t(h.mode & 0o7777)) != 0 { throw SystemError("chmod", root, errno: errno) }
+        directoryTimes.append(([], Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)))
+    }
+
+    // MARK: whiteouts
+
+    private func validWhiteoutTarget(_ name: [UInt8]) -> Bool {
+        !(name.isEmpty || name == [UInt8(ascii: ".")] || name == [UInt8(ascii: "."), UInt8(ascii: ".")])
+    }
+
+    /// `.wh.NAME`: delete NAME (plain) or make the overlay whiteout device.
+    private func whiteout(_ parent: [UInt8], _ target: [UInt8], _ h: TarHeader) throws {
+        guard validWhiteoutTarget(target) else {
+            throw DiffKitError.invalidWhiteout(entry: entryName, reason: "it names no entry inside its directory")
+        }
+        switch options.whiteouts {
+        case .plain:
+            // Resolve the parent without creating it: a whiteout in a missing directory deletes nothing.
+            let (pfd, err) = Sys.openInRoot(rootfd, parent, Sys.oPath | O_DIRECTORY)
+            if pfd < 0 {
+                if err == ENOENT || err == ENOTDIR { return }
+                throw SystemError("resolve", root + [LayerPath.slash] + parent, errno: err)
+            }
+            defer { Sys.close(pfd) }
+            try removeTree(pfd, target)
+            invalidateBelow()
+        case .overlay:
+            let pfd = try resolveParent(parent, comps: LayerPath.components(parent)[...])
+            guard let ids = options.idMap.toHost(uid: UInt32(clamping: h.uid), gid: UInt32(clamping: h.gid)) else {
+                throw DiffKitError.unmappedID(entry: entryName, uid: h.uid, gid: h.gid)
+            }
+            let shown = root + [LayerPath.slash] + LayerPath.join(parent, target)
+            let r = Sys.mknodat(pfd, target, mode: UInt32(S_IFCHR), dev: 0)
+            if r != 0 { throw SystemError("mknod whiteout", shown, errno: r) }
+            if Sys.withCString(target, { fchownat(pfd, $0, ids.uid, ids.gid, AT_SYMLINK_NOFOLLOW) }) != 0 {
+                throw SystemError("chown", shown, errno: errno)
+            }
+        case .aufs:
+            break
+        }
+    }
+
+    /// `DIR/.wh..wh..opq`: everything in DIR not created by this stream goes (plain), or DIR is
+    /// marked opaque (overlay).
+    private func opaque(_ parent: [UInt8]) throws {
+        let pfd = try resolveParent(parent, comps: LayerPath.components(parent)[...])
+        let shown = root + [LayerPath.slash] + parent
+        let dfd = try Sys.openat(pfd, [UInt8(ascii: ".")], O_RDONLY | O_DIRECTORY, shown: shown)
+        defer { Sys.close(dfd) }
+        switch options.whiteouts {
+        case .plain:
+            try removeNotUnpacked(dfd, parent, shown)
+            invalidateBelow()
+        case let .overlay(prefix):
+            let r = Sys.setXattr(path: [], fd: dfd, name: Bytes.of(prefix + "overlay.opaque"), value: [UInt8(ascii: "y")])
+            if r != 0 { throw SystemError("setxattr \(prefix)overlay.opaque", shown, errno: r) }
+        case .aufs:
+            break
+        }
+    }
+
+    private func removeNotUnpacked(_ dfd: Int32, _ path: [UInt8], _ shown: [UInt8]) throws {
+        for e in try Sys.readDirectory(dfd, shown: shown) {
+            let child = LayerPath.join(path, e.name)
+            if !unpacked.contains(child.hashValue) {
+                try removeTree(dfd, e.name)
+            } else if e.type == 4 /* DT_DIR */ {
+                let sub = try Sys.openat(dfd, e.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, shown: shown + [LayerPath.slash] + e.name)
+                defer { Sys.close(sub) }
+                try removeNotUnpacked(sub, child, shown + [LayerPath.slash] + e.name)
+            }
+        }
+    }
+
+    // MARK: path resolution
+
+    private func dropCache() {
+        if cachedFd >= 0 { Sys.close(cachedFd) }
+        cachedFd = -1
+        cachedPath = nil
+    }
+
+    private func invalidateBelow() { dropCache() }
+
+    /// The parent directory of an entry, resolved inside the root; missing directories are
+    /// created (0755, owned by the applier), each step resolved inside the root again.
+    private func resolveParent(_ parent: [UInt8], comps: ArraySlice<[UInt8]>) throws -> Int32 {
+        if let cachedPath, cachedPath == parent { return cachedFd }
+        dropCache()
+        var (fd, err) = Sys.openInRoot(rootfd, parent, Sys.oPath | O_DIRECTORY)
+        if fd < 0 && err == ENOENT {
+            var prefix: [UInt8] = []
+            for c in comps {
+                let next = LayerPath.join(prefix, c)
+                let (nfd, nerr) = Sys.openInRoot(rootfd, next, Sys.oPath | O_DIRECTORY)
+                if nfd >= 0 { Sys.close(nfd); prefix = next; continue }
+                if nerr != ENOENT { throw SystemError("resolve", root + [LayerPath.slash] + next, errno: nerr) }
+                let (pfd, perr) = Sys.openInRoot(rootfd, prefix, Sys.oPath | O_DIRECTORY)
+                if pfd < 0 { throw SystemError("resolve", root + [LayerPath.slash] + prefix, errno: perr) }
+                let r = Sys.withCString(c) { mkdirat(pfd, $0, 0o755) } == 0 ? 0 : errno
+                if r == 0 && Self.umaskBits & 0o755 != 0 {
+                    _ = Sys.withCString(c) { fchmodat(pfd, $0, 0o755, 0) }
+                }
+                Sys.close(pfd)
+                if r == EEXIST {
+                    // A dangling symlink (or other non-directory) stands where a parent should be.
+                    throw SystemError("create parent directory (a non-directory or dangling symlink is in the way)",
+                                      root + [LayerPath.slash] + next, errno: ENOTDIR)
+                }
+                if r != 0 { throw SystemError("mkdir", root + [LayerPath.slash] + next, errno: r) }
+                prefix = next
+            }
+            (fd, err) = Sys.openInRoot(rootfd, parent, Sys.oPath | O_DIRECTORY)
+        }
+        if fd < 0 { throw SystemError("resolve parent directory", root + [LayerPath.slash] + parent, errno: err) }
+        let st = try Sys.fstat(fd, shown: root + [LayerPath.slash] + parent)
+        cachedSetgid = st.st_mode & S_ISGID != 0
+        cachedPath = parent
+        cachedFd = fd
+        return fd
+    }
+
+    /// Directory times, after the stream (creating children changed them), resolved again
+    /// inside the root and never through a symlink that replaced the directory.
+    private func finishDirectoryTimes() throws {
+        dropCache()
+        for d in directoryTimes {
+            var times = [d.atime, d.mtime]
+            if d.path.isEmpty {
+                if futimens(rootfd, &times) != 0 { throw SystemError("utimes", root, errno: errno) }
+                continue
+            }
+            let (parent, base) = LayerPath.split(d.path)
+            let (pfd, err) = Sys.openInRoot(rootfd, parent, Sys.oPath | O_DIRECTORY)
+            if pfd < 0 {
+                if err == ENOENT || err == ENOTDIR { continue }
+                throw SystemError("resolve", root + [LayerPath.slash] + parent, errno: err)
+            }
+            defer { Sys.close(pfd) }
+            guard let st = try Sys.lstatIfExists(pfd, base), st.st_mode & S_IFMT == S_IFDIR else { continue }
+            if Sys.withCString(base, { utimensat(pfd, $0, &times, AT_SYMLINK_NOFOLLOW) }) != 0 {
+                throw SystemError("utimes", root + [LayerPath.slash] + d.path, errno: errno)
+            }
+        }
+        directoryTimes.removeAll()
+    }
+
+    // MARK: aufs pseudo-links (§2.5 WO-APL-6)
+
+    private func stashPlnk(_ h: TarHeader, _ base: [UInt8], _ reader: TarReader) throws {
+        if plnkDir == nil {
+            var template = Bytes.of("/tmp/diffkit-plnk-XXXXXX") + [0]
+            let p = template.withUnsafeMutableBufferPointer { b in
+                b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { mkdtemp($0) }
+            }
+            if p == nil { throw SystemError("mkdtemp", "/tmp", .init(rawValue: errno)) }
+            plnkDir = Array(template.dropLast())
+        }
+        let path = plnkDir! + [LayerPath.slash] + base
+        let fd = try Sys.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        defer { Sys.close(fd) }
+        try reader.readData { chunk, offset in try Sys.pwriteAll(fd, chunk, at: offset, shown: path) }
+        plnkHeaders[base] = h
+    }
+
+    /// A hardlink to `.wh..wh.plnk/X` becomes a regular file with the pseudo-link's content.
+    private func materializePlnk(_ h: TarHeader) throws -> TarHeader {
+        let target = LayerPath.components(h.linkName)
+        guard target.count == 2, let stash = plnkHeaders[target[1]], let dir = plnkDir else {
+            throw DiffKitError.unsupportedEntry(entry: entryName, reason: "invalid aufs hardlink to \(Bytes.string(h.linkName))")
+        }
+        var out = stash
+        out.name = h.name
+        out.kind = .regular
+        pendingPlnkSource = dir + [LayerPath.slash] + target[1]
+        return out
+    }
+
+    private var pendingPlnkSource: [UInt8]? = nil
+
+    private static func readFile(_ path: [UInt8], _ body: (UnsafeRawBufferPointer, Int64) throws -> Void) throws {
+        let fd = try Sys.open(path, O_RDONLY)
+        defer { Sys.close(fd) }
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { buf.deallocate() }
+        var off: Int64 = 0
+        while true {
+            let n = try Sys.read(fd, buf, 1 << 16, shown: path)
+            if n == 0 { return }
+            try body(UnsafeRawBufferPointer(start: buf, count: n), off)
+            off += Int64(n)
+        }
+    }
+}
+
+/// Remove `name` in `dirfd` and everything below it, never following symlinks.
+/// A missing name is not an error.
+public func removeTree(_ dirfd: Int32, _ name: [UInt8]) throws {
+    let r = Sys.withCString(name) { unlinkat(dirfd, $0, 0) }
+    if r == 0 { return }
+    let e = errno
+    if e == ENOENT { return }
+    if e != EISDIR && e != EPERM {
+        throw SystemError("unlink", name, errno: e)
+    }
+    let fd = try Sys.openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+    do {
+        for entry in try Sys.readDirectory(fd, shown: name) { try removeTree(fd, entry.name) }
+    } catch {
+        Sys.close(fd)
+        throw error
+    }
+    Sys.close(fd)
+    if Sys.withCString(name, { unlinkat(dirfd, $0, AT_REMOVEDIR) }) != 0 && errno != ENOENT {
+        throw SystemError("rmdir", name, errno: errno)
+    }
+}

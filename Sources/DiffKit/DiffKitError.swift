@@ -1,0 +1,26 @@
+// The domain errors of DiffKit; system and archive errors keep their own types.
+import ArchiveBridge
+
+public enum DiffKitError: Error, CustomStringConvertible, Sendable {
+    /// An entry whose name or link would leave the target root.
+    case breakout(entry: String, reason: String)
+    case invalidWhiteout(entry: String, reason: String)
+    case unmappedID(entry: String, uid: Int, gid: Int)
+    case unsupportedEntry(entry: String, reason: String)
+    case invalidIDMap(String)
+    case invalidArgument(String)
+    /// A failure while applying an entry: the entry, and what went wrong.
+    case applyFailed(archive: String, entry: String, underlying: String)
+
+    public var description: String {
+        switch self {
+        case let .breakout(e, r): return "entry \(e): refused, it would leave the root (\(r))"
+        case let .invalidWhiteout(e, r): return "entry \(e): invalid whiteout (\(r))"
+        case let .unmappedID(e, u, g): return "entry \(e): owner \(u):\(g) cannot be mapped to a host ID"
+        case let .unsupportedEntry(e, r): return "entry \(e): \(r)"
+        case let .invalidIDMap(s): return "invalid ID map '\(s)': expected CONTAINER:HOST:SIZE"
+        case let .invalidArgument(s): return s
+        case let .applyFailed(a, e, u): return "\(a): entry \(e): \(u)"
+        }
+    }
+}

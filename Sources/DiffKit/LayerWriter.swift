@@ -1,0 +1,232 @@
+// LayerWriter: turns a tree, or a change list over a tree, into a layer tar. One header builder
+// for every source (full export, naive diff, native diffs), one TarWriter underneath.
+import ArchiveBridge
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How headers are filled where the references differ (BEHAVIOUR.md §1.2).
+public enum HeaderProfile: String, Sendable, CaseIterable {
+    /// moby and containers/storage: S_IF* type bits in the mode field, user/group names looked up.
+    case moby
+    /// containerd: permission bits only, no names.
+    case containerd
+}
+
+/// How deletions and opaque directories look on disk (the exporter reads it, the applier writes it).
+public enum WhiteoutForm: Sendable, Equatable {
+    /// Deletions are absent files (vfs, btrfs, any plain tree).
+    case plain
+    /// overlayfs: 0/0 character devices and the `<prefix>overlay.opaque` xattr (prefix `trusted.` or `user.`).
+    case overlay(xattrPrefix: String)
+    /// aufs: the tar form itself, `.wh.` files kept on disk.
+    case aufs
+}
+
+public struct ExportOptions: Sendable {
+    public var idMap: IDMap = .identity
+    public var profile: HeaderProfile = .moby
+    /// mtime of naive-diff whiteouts; moby uses the time of the export.
+    public var whiteoutTime: Int64
+    public var logger: Logger
+
+    public init(idMap: IDMap = .identity, profile: HeaderProfile = .moby, whiteoutTime: Int64? = nil,
+                logger: Logger = Logger(label: "diffkit")) {
+        self.idMap = idMap
+        self.profile = profile
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        self.whiteoutTime = whiteoutTime ?? (Int64(now.tv_sec) + (now.tv_nsec >= 500_000_000 ? 1 : 0))
+        self.logger = logger
+    }
+}
+
+public final class LayerWriter {
+    public let tar: TarWriter
+    private let root: [UInt8]
+    private let options: ExportOptions
+    private var names = NameLookup()
+    /// Hardlink tracking: inode → name of the first exported path (moby keys by inode only).
+    private var seen: [UInt64: [UInt8]] = [:]
+    /// Entries written.
+    public private(set) var entries = 0
+
+    public init(tar: TarWriter, root: [UInt8], options: ExportOptions) {
+        self.tar = tar
+        self.root = root
+        self.options = options
+        tar.typeBitsInMode = options.profile == .moby
+    }
+
+    /// Every entry below the root, depth-first in name order (moby's TarWithOptions), then the end of the archive.
+    public func writeTree() throws {
+        try Walker.walk(root: root, visit: { dir, name, info in
+            try self.writeEntry(path: dir.child(name), info: info, dirfd: dir.fd, name: name,
+                                absolute: dir.absoluteChild(name))
+            return .descend
+        })
+        try tar.finish()
+    }
+
+    /// A change list (already in path order) as a layer: deletions become `.wh.` entries.
+    public func write(changes: [Change]) throws {
+        let rootfd = try Walker.openRoot(root)
+        defer { Sys.close(rootfd) }
+        for c in changes {
+            switch c.kind {
+            case .delete:
+                try writeWhiteout(for: c.path)
+            case .add, .modify:
+                try writeEntry(path: c.path, info: c.info!, dirfd: rootfd, name: c.path,
+                               absolute: root + [LayerPath.slash] + c.path)
+            }
+        }
+        try tar.finish()
+    }
+
+    /// The whiteout of a deleted path: an empty regular file `.wh.NAME`, mode 0, owner 0:0.
+    public func writeWhiteout(for path: [UInt8], time: Int64? = nil) throws {
+        let (dir, base) = LayerPath.split(path)
+        var h = TarHeader(name: LayerPath.join(dir, Bytes.of(".wh.") + base), kind: .regular)
+        h.mtime = time ?? options.whiteoutTime
+        let saved = tar.typeBitsInMode
+        tar.typeBitsInMode = false
+        defer { tar.typeBitsInMode = saved }
+        try tar.writeHeader(h)
+        entries += 1
+    }
+
+    /// Write an opaque marker `DIR/.wh..wh..opq` right after its directory (moby's fields).
+    public func writeOpaqueMarker(directory path: [UInt8], header dirHeader: TarHeader) throws {
+        var h = TarHeader(name: LayerPath.join(path, Bytes.of(".wh..wh..opq")), kind: .regular)
+        h.mode = dirHeader.mode & 0o777
+        h.uid = dirHeader.uid
+        h.gid = dirHeader.gid
+        h.userName = dirHeader.userName
+        h.groupName = dirHeader.groupName
+        let saved = tar.typeBitsInMode
+        tar.typeBitsInMode = false
+        defer { tar.typeBitsInMode = saved }
+        try tar.writeHeader(h)
+        entries += 1
+    }
+
+    /// Build the header of one entry from its stat (§1.2); nil when the entry is skipped.
+    public func header(path: [UInt8], info: FileInfo, linkTarget: [UInt8]?, xattrs: [Xattr]) -> TarHeader? {
+        let kind: TarHeader.Kind
+        switch info.kind {
+        case .regular: kind = .regular
+        case .directory: kind = .directory
+        case .symlink: kind = .symlink
+        case .characterDevice: kind = .characterDevice
+        case .blockDevice: kind = .blockDevice
+        case .fifo: kind = .fifo
+        case .socket:
+            options.logger.warning("\(Bytes.string(root + [LayerPath.slash] + path)): socket skipped (tar cannot carry sockets)")
+            return nil
+        }
+        guard let ids = options.idMap.toContainer(uid: info.uid, gid: info.gid) else {
+            options.logger.warning("\(Bytes.string(root + [LayerPath.slash] + path)): owner \(info.uid):\(info.gid) has no container ID; skipped")
+            return nil
+        }
+        var h = TarHeader(name: info.isDirectory ? path + [LayerPath.slash] : path, kind: kind)
+        h.mode = info.permissions
+        h.uid = Int(ids.uid)
+        h.gid = Int(ids.gid)
+        if options.profile == .moby {
+            h.userName = names.user(info.uid)
+            h.groupName = names.group(info.gid)
+        }
+        h.mtime = info.mtime
+        h.xattrs = xattrs
+        if kind == .symlink { h.linkName = linkTarget ?? [] }
+        if kind == .characterDevice || kind == .blockDevice {
+            h.devMajor = Sys.major(info.rdev)
+            h.devMinor = Sys.minor(info.rdev)
+        }
+        if kind == .regular {
+            h.size = info.size
+            if info.links > 1 {
+                if let first = seen[info.inode] {
+                    h.kind = .hardlink
+                    h.linkName = first
+                    h.size = 0
+                } else {
+                    seen[info.inode] = path
+                }
+            }
+        } else if info.links > 1 && !info.isDirectory {
+            if let first = seen[info.inode] {
+                h.kind = .hardlink
+                h.linkName = first
+            } else {
+                seen[info.inode] = path
+            }
+        }
+        return h
+    }
+
+    /// Write one entry found at `name` relative to `dirfd`.
+    func writeEntry(path: [UInt8], info: FileInfo, dirfd: Int32, name: [UInt8], absolute: [UInt8]) throws {
+        if info.kind == .regular && (info.links <= 1 || seen[info.inode] == nil) {
+            let (fd, err) = Sys.tryOpenat(dirfd, name, O_RDONLY | O_NOFOLLOW)
+            if fd < 0 {
+                if err == ENOENT {
+                    options.logger.warning("\(Bytes.string(absolute)): vanished during export; skipped")
+                    return
+                }
+                throw SystemError("open", absolute, errno: err)
+            }
+            defer { Sys.close(fd) }
+            let x = try LayerXattrs.read(path: absolute, fd: fd)
+            guard let h = header(path: path, info: info, linkTarget: nil, xattrs: x) else { return }
+            try tar.writeHeader(h)
+            if h.kind == .regular {
+                let short = try tar.copyData(from: fd, path: absolute)
+                if short > 0 { options.logger.warning("\(Bytes.string(absolute)): shrank by \(short) bytes during export; padded with zeros") }
+            }
+            entries += 1
+            return
+        }
+        let target = info.kind == .symlink ? try Sys.readlinkat(dirfd, name, shown: absolute) : nil
+        let x = try LayerXattrs.read(path: absolute)
+        guard let h = header(path: path, info: info, linkTarget: target, xattrs: x) else { return }
+        try tar.writeHeader(h)
+        entries += 1
+    }
+}
+
+/// uid/gid → name from the host's passwd and group databases (what Go's FileInfoHeader does),
+/// looked up once per ID.
+struct NameLookup {
+    private var users: [UInt32: [UInt8]] = [:]
+    private var groups: [UInt32: [UInt8]] = [:]
+
+    mutating func user(_ uid: UInt32) -> [UInt8] {
+        if let n = users[uid] { return n }
+        var pw = passwd()
+        var result: UnsafeMutablePointer<passwd>? = nil
+        var buf = [CChar](repeating: 0, count: 4096)
+        var name: [UInt8] = []
+        if getpwuid_r(uid, &pw, &buf, buf.count, &result) == 0, result != nil, let p = pw.pw_name {
+            name = Array(UnsafeRawBufferPointer(start: p, count: strlen(p)))
+        }
+        users[uid] = name
+        return name
+    }
+
+    mutating func group(_ gid: UInt32) -> [UInt8] {
+        if let n = groups[gid] { return n }
+        var gr = Glibc.group()
+        var result: UnsafeMutablePointer<Glibc.group>? = nil
+        var buf = [CChar](repeating: 0, count: 4096)
+        var name: [UInt8] = []
+        if getgrgid_r(gid, &gr, &buf, buf.count, &result) == 0, result != nil, let p = gr.gr_name {
+            name = Array(UnsafeRawBufferPointer(start: p, count: strlen(p)))
+        }
+        groups[gid] = name
+        return name
+    }
+}

@@ -1,0 +1,37 @@
+// The four jobs on plain directories, each one call: naive diff, full export, apply, sizes.
+import ArchiveBridge
+
+public enum Layers {
+    /// The naive diff of `layer` against `base` (nil: empty base → full export) as a tar on `fd`.
+    @discardableResult
+    public static func diff(base: [UInt8]?, layer: [UInt8], to fd: Int32, name: String,
+                            options: ExportOptions = ExportOptions()) throws -> LayerWriter {
+        let writer = LayerWriter(tar: TarWriter(fd: fd, name: name), root: layer, options: options)
+        if let base {
+            try writer.write(changes: try TreeDiff.changes(base: base, layer: layer))
+        } else {
+            try writer.writeTree()
+        }
+        return writer
+    }
+
+    /// Every entry of `directory` as a tar on `fd`.
+    @discardableResult
+    public static func export(directory: [UInt8], to fd: Int32, name: String,
+                              options: ExportOptions = ExportOptions()) throws -> LayerWriter {
+        let writer = LayerWriter(tar: TarWriter(fd: fd, name: name), root: directory, options: options)
+        try writer.writeTree()
+        return writer
+    }
+
+    /// Apply the tar read from `fd` (any compression) onto `root`; returns Σ header sizes.
+    public static func apply(root: [UInt8], from fd: Int32, name: String, options: ApplyOptions = ApplyOptions()) throws -> Int64 {
+        let reader = try TarReader(fd: fd, name: name)
+        return try Applier(root: root, options: options).apply(reader, archive: name)
+    }
+
+    /// Naive DiffSize: ChangesSize of the changes from `base` to `layer`.
+    public static func diffSize(base: [UInt8]?, layer: [UInt8]) throws -> Int64 {
+        Sizes.changesSize(try TreeDiff.changes(base: base, layer: layer))
+    }
+}

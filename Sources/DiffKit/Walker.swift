@@ -1,0 +1,83 @@
+// The one tree walker: openat / getdents64 / fstatat, depth-first in byte order of names,
+// each entry stat'ed exactly once. Everything that reads a tree (changes, exports, copies,
+// sizes) goes through it.
+import ArchiveBridge
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An open directory inside a walk.
+public struct WalkDir {
+    /// Descriptor of the directory (valid during the visit).
+    public let fd: Int32
+    /// Path relative to the walk's root (empty for the root).
+    public let path: [UInt8]
+    /// Absolute path, for the calls that need one (xattrs) and for messages.
+    public let absolute: [UInt8]
+
+    public func child(_ name: [UInt8]) -> [UInt8] { LayerPath.join(path, name) }
+    public func absoluteChild(_ name: [UInt8]) -> [UInt8] { absolute + [LayerPath.slash] + name }
+}
+
+public enum Walker {
+    public enum Step { case descend, skip }
+
+    /// Open a directory for walking (follows a symlink only for the root itself).
+    public static func openRoot(_ path: [UInt8]) throws -> Int32 {
+        try Sys.open(path, O_RDONLY | O_DIRECTORY)
+    }
+
+    public static func openChild(_ dir: WalkDir, _ name: [UInt8]) throws -> Int32 {
+        try Sys.openat(dir.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, shown: dir.absoluteChild(name))
+    }
+
+    /// Walk everything below `root` (not the root itself). `visit(dir, name, info)` is called in
+    /// depth-first pre-order with entries of a directory sorted by name bytes; return `.skip`
+    /// to not descend into a directory. `leave(dir)` runs after a directory's children.
+    public static func walk(
+        root: [UInt8],
+        visit: (WalkDir, [UInt8], FileInfo) throws -> Step,
+        leave: ((WalkDir) throws -> Void)? = nil
+    ) throws {
+        let fd = try openRoot(root)
+        defer { Sys.close(fd) }
+        try walk(WalkDir(fd: fd, path: [], absolute: root), visit: visit, leave: leave)
+    }
+
+    public static func walk(
+        _ dir: WalkDir,
+        visit: (WalkDir, [UInt8], FileInfo) throws -> Step,
+        leave: ((WalkDir) throws -> Void)? = nil
+    ) throws {
+        for e in try Sys.readDirectory(dir.fd, shown: dir.absolute) {
+            let info = FileInfo(try Sys.fstatat(dir.fd, e.name, shown: dir.absoluteChild(e.name)))
+            if try visit(dir, e.name, info) == .descend && info.isDirectory {
+                let sub = try openChild(dir, e.name)
+                defer { Sys.close(sub) }
+                try walk(WalkDir(fd: sub, path: dir.child(e.name), absolute: dir.absoluteChild(e.name)), visit: visit, leave: leave)
+            }
+        }
+        try leave?(dir)
+    }
+}
+
+/// The extended attributes a layer carries: `security.capability` and `user.*`
+/// (containers/storage's set; moby carries only the capability).
+public enum LayerXattrs {
+    static let capability = Bytes.of("security.capability")
+    static let userPrefix = Bytes.of("user.")
+
+    public static func isExported(_ name: [UInt8]) -> Bool {
+        name == capability || name.starts(with: userPrefix)
+    }
+
+    /// The exported attributes of a file, sorted by name; `fd` is used when open.
+    public static func read(path: [UInt8], fd: Int32 = -1) throws -> [Xattr] {
+        var out: [Xattr] = []
+        for name in try Sys.listXattrs(path: path, fd: fd) where isExported(name) {
+            if let v = try Sys.getXattr(path: path, fd: fd, name: name) { out.append(Xattr(name: name, value: v)) }
+        }
+        return out.sorted { $0.name.lexicographicallyPrecedes($1.name) }
+    }
+}

@@ -1,0 +1,154 @@
+// vfs (BEHAVIOUR.md §7.2): every layer is a full copy of its parent under `home/dir/<id>`.
+import ArchiveBridge
+import DiffKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class VFSDriver: Driver {
+    public let name = "vfs"
+    public let home: [UInt8]
+    public let whiteoutForm = WhiteoutForm.plain
+    public let idMap: IDMap
+    private let refs = RefCounter()
+    private var ignoreChownErrors = false
+
+    /// Driver options: `vfs.ignore_chown_errors=BOOL` (containers/storage); anything else is refused.
+    public init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
+        self.home = home
+        self.idMap = idMap
+        for (k, v) in options {
+            switch k {
+            case "vfs.ignore_chown_errors", ".ignore_chown_errors":
+                guard let b = parseBool(v) else {
+                    throw DriverError.invalidOption(driver: "vfs", key: k, reason: "expected true or false")
+                }
+                ignoreChownErrors = b
+            case "vfs.mountopt":
+                throw DriverError.invalidOption(driver: "vfs", key: k, reason: "vfs does not mount")
+            default:
+                throw DriverError.invalidOption(driver: "vfs", key: k, reason: "unknown option")
+            }
+        }
+        let root = idMap.rootPair
+        try makeDirectory(home, mode: 0o710, uid: geteuid(), gid: root.gid)
+        try makeDirectory(dirs, mode: 0o710, uid: geteuid(), gid: root.gid)
+    }
+
+    var dirs: [UInt8] { home + Bytes.of("/dir") }
+    func dir(_ id: String) -> [UInt8] { dirs + Bytes.of("/" + id) }
+
+    public func create(id: String, parent: String?, options: [String: String]) throws {
+        if let k = options.keys.first {
+            throw DriverError.invalidOption(driver: "vfs", key: k, reason: "storage options are not supported for vfs on read-only layers")
+        }
+        try createReadWrite(id: id, parent: parent, options: [:])
+    }
+
+    public func createReadWrite(id: String, parent: String?, options: [String: String]) throws {
+        try validate(id: id)
+        for k in options.keys {
+            // moby's vfs accepts `size` only with project quotas, which this driver does not manage.
+            throw DriverError.invalidOption(driver: "vfs", key: k, reason: k == "size"
+                ? "a size needs project quota support, which vfs does not provide here"
+                : "unknown storage option")
+        }
+        if exists(id: id) { throw DriverError.layerExists(id) }
+        var parentDir: [UInt8]? = nil
+        if let parent {
+            guard exists(id: parent) else { throw DriverError.parentNotFound(id: id, parent: parent) }
+            parentDir = dir(parent)
+        }
+        let root = idMap.rootPair
+        let path = dir(id)
+        if Sys.withCString(path, { mkdir($0, 0o755) }) != 0 { throw SystemError("mkdir", path, errno: errno) }
+        do {
+            if chown(path, root.uid, root.gid) != 0 || chmod(path, 0o755) != 0 {
+                throw SystemError("chown/chmod", path, errno: errno)
+            }
+            if let parentDir {
+                try TreeCopy.copy(from: parentDir, to: path, inUserNamespace: ApplyOptions.detectUserNamespace())
+                // The child's root looks like the parent's root (mode, owner, times).
+                let st = try Sys.fstatat(AT_FDCWD, parentDir)
+                _ = chown(path, st.st_uid, st.st_gid)
+                _ = chmod(path, st.st_mode & 0o7777)
+            }
+        } catch {
+            try? removeTree(AT_FDCWD, path)
+            throw error
+        }
+    }
+
+    public func remove(id: String) throws {
+        try validate(id: id)
+        try removeTree(AT_FDCWD, dir(id))
+    }
+
+    public func get(id: String) throws -> [UInt8] {
+        let path = dir(id)
+        guard let st = try? Sys.fstatat(AT_FDCWD, path), st.st_mode & S_IFMT == S_IFDIR else {
+            throw DriverError.layerNotFound(id)
+        }
+        _ = refs.increment(id)
+        return path
+    }
+
+    public func put(id: String) throws { _ = refs.decrement(id) }
+
+    public func exists(id: String) -> Bool {
+        (try? validate(id: id)) != nil && (try? Sys.fstatat(AT_FDCWD, dir(id))) != nil
+    }
+
+    public func status() -> [(String, String)] {
+        [("Backing Filesystem", backingFilesystem(home))]
+    }
+
+    public func metadata(id: String) throws -> [String: String] {
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        return ["Dir": Bytes.string(dir(id))]
+    }
+
+    public func cleanup() throws {}
+}
+
+func parseBool(_ s: String) -> Bool? {
+    switch s.lowercased() {
+    case "1", "t", "true", "yes": return true
+    case "0", "f", "false", "no": return false
+    default: return nil
+    }
+}
+
+func chown(_ path: [UInt8], _ uid: UInt32, _ gid: UInt32) -> Int32 { Sys.withCString(path) { lchown($0, uid, gid) } }
+func chmod(_ path: [UInt8], _ mode: UInt32) -> Int32 { Sys.withCString(path) { Glibc.chmod($0, mode_t(mode)) } }
+
+/// mkdir -p the last component with a mode and owner; existing directories are left alone.
+func makeDirectory(_ path: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32) throws {
+    var prefix: [UInt8] = []
+    let comps = path.split(separator: LayerPath.slash).map(Array.init)
+    for (i, c) in comps.enumerated() {
+        prefix += [LayerPath.slash] + c
+        if path.first != LayerPath.slash && i == 0 { prefix = c }
+        if Sys.withCString(prefix, { mkdir($0, i == comps.count - 1 ? mode_t(mode) : 0o755) }) == 0 {
+            if i == comps.count - 1 {
+                _ = chown(prefix, uid, gid)
+                _ = chmod(prefix, mode)
+            }
+        } else if errno != EEXIST {
+            throw SystemError("mkdir", prefix, errno: errno)
+        }
+    }
+}
+
+/// The name of the filesystem `path` is on (for status lines).
+func backingFilesystem(_ path: [UInt8]) -> String {
+    guard let fd = try? Sys.open(path, O_RDONLY | O_DIRECTORY) else { return "unknown" }
+    defer { Sys.close(fd) }
+    let names: [Int64: String] = [
+        0xEF53: "extfs", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs",
+        0x794C7630: "overlayfs", 0x61756673: "aufs", 0x2FC12FC1: "zfs", 0x65735546: "fuse",
+    ]
+    guard let t = Sys.filesystemType(fd) else { return "unknown" }
+    return names[t] ?? "0x" + String(t, radix: 16)
+}

@@ -1,0 +1,78 @@
+// difftool: container-image layers to tar streams and back, on plain directories or a driver's store.
+import ArgumentParser
+import ArchiveBridge
+import DiffKit
+import Drivers
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Difftool: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "difftool",
+        abstract: "Turn container-image layers into tar streams and back.",
+        discussion: """
+            On directories: diff, changes, size, apply, tar.
+            On a store (--driver, --home, --storage-opt before or after the command):
+            create, import, export, changes ID, size ID, mount, umount, rm, ls, status, metadata.
+            """,
+        subcommands: [
+            DiffCommand.self, ChangesCommand.self, SizeCommand.self, ApplyCommand.self, TarCommand.self,
+            CreateCommand.self, ImportCommand.self, ExportCommand.self, MountCommand.self, UmountCommand.self,
+            RmCommand.self, LsCommand.self, StatusCommand.self, MetadataCommand.self,
+        ])
+
+    static func main() {
+        LoggingSystem.bootstrap { _ in StderrLogHandler() }
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let e as DiffKitError {
+            fail(e.description)
+        } catch let e as SystemError {
+            fail(e.description)
+        } catch let e as ArchiveError {
+            fail(e.description)
+        } catch let e as DriverError {
+            fail(e.description)
+        } catch let e as CLIError {
+            fail(e.message)
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileOutput.cleanupPending()
+        writeStderr("difftool: error: \(message)\n")
+        Glibc.exit(1)
+    }
+}
+
+struct CLIError: Error { var message: String }
+
+func writeStderr(_ s: String) {
+    var s = s
+    s.withUTF8 { _ = try? Sys.writeAll(2, UnsafeRawBufferPointer($0), shown: "stderr") }
+}
+
+func writeStdout(_ s: String) throws {
+    var s = s
+    try s.withUTF8 { try Sys.writeAll(1, UnsafeRawBufferPointer($0), shown: "stdout") }
+}
+
+/// Warnings as one line each on stderr.
+struct StderrLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .warning
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        writeStderr("difftool: \(level): \(message)\n")
+    }
+}

@@ -1,0 +1,92 @@
+// Commands on plain directories: diff, changes, size, apply, tar. `changes` and `size` also take
+// a single layer id, for the store.
+import ArgumentParser
+import ArchiveBridge
+import DiffKit
+import Drivers
+
+struct DiffCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "diff", abstract: "Naive diff of two directories as a layer tar.")
+    @Argument(help: "The parent tree.") var base: String
+    @Argument(help: "The layer's tree.") var layer: String
+    @Option(name: .short, help: "Write the tar to FILE (default: stdout).") var output: String?
+    @OptionGroup var profile: ProfileOption
+
+    func run() throws {
+        let options = try profile.exportOptions()
+        try FileOutput.with(output) { fd, name in
+            try Layers.diff(base: Bytes.of(base), layer: Bytes.of(layer), to: fd, name: name, options: options)
+        }
+    }
+}
+
+struct ChangesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "changes", abstract: "Changes of LAYER against BASE (or of store layer ID against its parent), sorted by path.")
+    @Argument(help: "BASE LAYER (two directories), or ID (a store layer).") var paths: [String]
+    @Flag(help: "JSON output.") var json = false
+    @OptionGroup var store: StoreOptions
+
+    func validate() throws {
+        guard (1...2).contains(paths.count) else { throw ValidationError("expected BASE LAYER or ID") }
+    }
+
+    func run() throws {
+        let changes: [Change]
+        if paths.count == 2 {
+            changes = try TreeDiff.changes(base: Bytes.of(paths[0]), layer: Bytes.of(paths[1]))
+        } else {
+            changes = try store.open().0.changes(id: paths[0])
+        }
+        try printChanges(changes, json: json)
+    }
+}
+
+struct SizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "size", abstract: "DiffSize in bytes: of LAYER against BASE, or of store layer ID against its parent.")
+    @Argument(help: "BASE LAYER (two directories), or ID (a store layer).") var paths: [String]
+    @Flag(help: "JSON output.") var json = false
+    @OptionGroup var store: StoreOptions
+
+    func validate() throws {
+        guard (1...2).contains(paths.count) else { throw ValidationError("expected BASE LAYER or ID") }
+    }
+
+    func run() throws {
+        let size = paths.count == 2
+            ? try Layers.diffSize(base: Bytes.of(paths[0]), layer: Bytes.of(paths[1]))
+            : try store.open().0.size(id: paths[0])
+        try writeStdout(json ? "{\"size\":\(size)}\n" : "\(size)\n")
+    }
+}
+
+struct ApplyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply", abstract: "Apply a layer tar (any compression) onto ROOT; prints the applied size.")
+    @Argument(help: "The directory to apply onto.") var root: String
+    @Option(name: .short, help: "Read the tar from FILE (default: stdin).") var input: String?
+    @OptionGroup var ids: IDMapOptions
+    @Flag(help: "JSON output.") var json = false
+
+    func run() throws {
+        var options = ApplyOptions(idMap: try ids.map())
+        options.logger = .init(label: "difftool")
+        let size = try withInput(input) { fd, name in try Layers.apply(root: Bytes.of(root), from: fd, name: name, options: options) }
+        try writeStdout(json ? "{\"size\":\(size)}\n" : "\(size)\n")
+    }
+}
+
+struct TarCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tar", abstract: "All of DIR as a tar.")
+    @Argument(help: "The directory.") var dir: String
+    @Option(name: .short, help: "Write the tar to FILE (default: stdout).") var output: String?
+    @OptionGroup var profile: ProfileOption
+
+    func run() throws {
+        let options = try profile.exportOptions()
+        try FileOutput.with(output) { fd, name in
+            try Layers.export(directory: Bytes.of(dir), to: fd, name: name, options: options)
+        }
+    }
+}

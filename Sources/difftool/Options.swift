@@ -1,0 +1,160 @@
+// Options shared by several commands, and output plumbing.
+import ArgumentParser
+import ArchiveBridge
+import DiffKit
+import Drivers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct StoreOptions: ParsableArguments {
+    @Option(help: "Storage driver (vfs).")
+    var driver: String = "vfs"
+
+    @Option(help: "Store directory (default: $XDG_DATA_HOME/difftool, else ~/.local/share/difftool).")
+    var home: String?
+
+    @Option(name: .customLong("storage-opt"), help: "K=V: a driver option (vfs.*, …) or a layer option (size).")
+    var storageOpt: [String] = []
+
+    var homePath: String {
+        if let home { return home }
+        let env = ProcessInfoLite.environment
+        if let x = env["XDG_DATA_HOME"], !x.isEmpty { return x + "/difftool" }
+        return (env["HOME"] ?? "/root") + "/.local/share/difftool"
+    }
+
+    /// (driver options, layer options), split by whether the key names a driver.
+    func split() throws -> ([String: String], [String: String]) {
+        var d: [String: String] = [:], l: [String: String] = [:]
+        for o in storageOpt {
+            guard let eq = o.firstIndex(of: "=") else { throw CLIError(message: "--storage-opt '\(o)': expected KEY=VALUE") }
+            let k = String(o[..<eq]), v = String(o[o.index(after: eq)...])
+            if k.contains(".") { d[k] = v } else { l[k] = v }
+        }
+        return (d, l)
+    }
+
+    func open(idMap: IDMap = .identity) throws -> (LayerStore, [String: String]) {
+        let (d, l) = try split()
+        return (try LayerStore(driverName: driver, home: Bytes.of(homePath), driverOptions: d, idMap: idMap), l)
+    }
+}
+
+struct IDMapOptions: ParsableArguments {
+    @Option(name: .customLong("uid-map"), help: "CONTAINER:HOST:SIZE (repeatable).")
+    var uidMap: [String] = []
+    @Option(name: .customLong("gid-map"), help: "CONTAINER:HOST:SIZE (repeatable).")
+    var gidMap: [String] = []
+
+    func map() throws -> IDMap {
+        IDMap(uids: try uidMap.map(IDRange.init(parsing:)), gids: try gidMap.map(IDRange.init(parsing:)))
+    }
+}
+
+struct ProfileOption: ParsableArguments {
+    @Option(help: "Header profile: moby (type bits in mode, user/group names) or containerd.")
+    var profile: String = "moby"
+
+    func exportOptions(idMap: IDMap = .identity) throws -> ExportOptions {
+        guard let p = HeaderProfile(rawValue: profile) else { throw CLIError(message: "--profile: expected moby or containerd") }
+        return ExportOptions(idMap: idMap, profile: p)
+    }
+}
+
+enum ProcessInfoLite {
+    static var environment: [String: String] {
+        var out: [String: String] = [:]
+        var p = environ
+        while let s = p.pointee {
+            let kv = String(cString: s)
+            if let eq = kv.firstIndex(of: "=") { out[String(kv[..<eq])] = String(kv[kv.index(after: eq)...]) }
+            p += 1
+        }
+        return out
+    }
+}
+
+/// `-o FILE` is written to a temporary name beside it and renamed at the end, so a failed
+/// export leaves nothing behind; without `-o`, stdout.
+enum FileOutput {
+    nonisolated(unsafe) static var pending: [UInt8]? = nil
+
+    static func with(_ path: String?, _ body: (Int32, String) throws -> Void) throws {
+        guard let path else {
+            try body(1, "stdout")
+            return
+        }
+        let tmp = Bytes.of(path + ".difftool-\(getpid()).tmp")
+        let fd = try Sys.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        pending = tmp
+        do {
+            try body(fd, path)
+            if fsync(fd) != 0 && errno != EINVAL { throw SystemError("fsync", tmp, errno: errno) }
+        } catch {
+            Sys.close(fd)
+            cleanupPending()
+            throw error
+        }
+        Sys.close(fd)
+        if Sys.withCString(tmp, { t in Sys.withCString(Bytes.of(path)) { rename(t, $0) } }) != 0 {
+            let e = errno
+            cleanupPending()
+            throw SystemError("rename", Bytes.of(path), errno: e)
+        }
+        pending = nil
+    }
+
+    static func cleanupPending() {
+        if let p = pending { _ = Sys.withCString(p) { unlink($0) } }
+        pending = nil
+    }
+}
+
+func withInput<R>(_ path: String?, _ body: (Int32, String) throws -> R) throws -> R {
+    guard let path else { return try body(0, "stdin") }
+    let fd = try Sys.open(Bytes.of(path), O_RDONLY)
+    defer { Sys.close(fd) }
+    return try body(fd, path)
+}
+
+/// JSON string literal.
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case "\r": out += "\\r"
+        default:
+            if u.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16) } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + "\""
+}
+
+func printChanges(_ changes: [Change], json asJSON: Bool) throws {
+    let shown = changes.filter { !$0.isLinkPeer }
+    var out = ""
+    if asJSON {
+        out = "[" + shown.map { c in
+            let kind = c.kind == .add ? "A" : c.kind == .modify ? "C" : "D"
+            return "{\"kind\":\"\(kind)\",\"path\":\(jsonString("/" + Bytes.string(c.path)))}"
+        }.joined(separator: ",") + "]\n"
+    } else {
+        out.reserveCapacity(shown.count * 40)
+        for c in shown { out += c.line + "\n" }
+    }
+    try writeStdout(out)
+}
+
+func printPairs(_ pairs: [(String, String)], json asJSON: Bool) throws {
+    if asJSON {
+        try writeStdout("{" + pairs.map { "\(jsonString($0.0)):\(jsonString($0.1))" }.joined(separator: ",") + "}\n")
+    } else {
+        try writeStdout(pairs.map { "\($0.0): \($0.1)\n" }.joined())
+    }
+}

@@ -1,0 +1,124 @@
+// Commands on a driver's store of layers.
+import ArgumentParser
+import ArchiveBridge
+import DiffKit
+import Drivers
+
+struct CreateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create an empty layer ID on PARENT.")
+    @Argument var id: String
+    @Option(help: "The parent layer.") var parent: String?
+    @Flag(name: .customLong("rw"), help: "A read-write (container) layer.") var readWrite = false
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let (s, layerOptions) = try store.open()
+        try s.create(id: id, parent: parent, options: layerOptions, readWrite: readWrite)
+    }
+}
+
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import", abstract: "Create layer ID on PARENT and apply a layer tar to it; prints the applied size.")
+    @Argument var id: String
+    @Option(help: "The parent layer.") var parent: String?
+    @Option(name: .short, help: "Read the tar from FILE (default: stdin).") var input: String?
+    @OptionGroup var ids: IDMapOptions
+    @OptionGroup var store: StoreOptions
+    @Flag(help: "JSON output.") var json = false
+
+    func run() throws {
+        let map = try ids.map()
+        let (s, layerOptions) = try store.open(idMap: map)
+        var options = ApplyOptions(idMap: map)
+        options.logger = .init(label: "difftool")
+        let size = try withInput(input) { fd, name in
+            try s.importLayer(id: id, parent: parent, from: fd, name: name, options: options, createOptions: layerOptions)
+        }
+        try writeStdout(json ? "{\"id\":\(jsonString(id)),\"size\":\(size)}\n" : "\(size)\n")
+    }
+}
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Layer ID's changes against its parent as a tar.")
+    @Argument var id: String
+    @Option(name: .short, help: "Write the tar to FILE (default: stdout).") var output: String?
+    @OptionGroup var profile: ProfileOption
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let (s, _) = try store.open()
+        let options = try profile.exportOptions()
+        try FileOutput.with(output) { fd, name in try s.export(id: id, to: fd, name: name, options: options) }
+    }
+}
+
+struct MountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mount", abstract: "Print layer ID's directory (mounting it if the driver mounts).")
+    @Argument var id: String
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let (s, _) = try store.open()
+        try writeStdout(Bytes.string(try s.mount(id: id)) + "\n")
+    }
+}
+
+struct UmountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "umount", abstract: "Release layer ID's directory.")
+    @Argument var id: String
+    @OptionGroup var store: StoreOptions
+
+    func run() throws { try store.open().0.unmount(id: id) }
+}
+
+struct RmCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove layer ID.")
+    @Argument var id: String
+    @OptionGroup var store: StoreOptions
+
+    func run() throws { try store.open().0.remove(id: id) }
+}
+
+struct LsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the store's layers: ID and parent.")
+    @Flag(help: "JSON output.") var json = false
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let layers = try store.open().0.list().sorted { $0.id < $1.id }
+        if json {
+            try writeStdout("[" + layers.map { r in
+                "{\"id\":\(jsonString(r.id)),\"parent\":\(r.parent.map(jsonString) ?? "null")"
+                    + (r.appliedSize.map { ",\"size\":\($0)" } ?? "") + "}"
+            }.joined(separator: ",") + "]\n")
+        } else {
+            try writeStdout(layers.map { "\($0.id)\t\($0.parent ?? "-")\n" }.joined())
+        }
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "The driver's status.")
+    @Flag(help: "JSON output.") var json = false
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let s = try store.open().0
+        try printPairs([("Driver", s.driver.name), ("Home", Bytes.string(s.driver.home))] + s.driver.status(), json: json)
+    }
+}
+
+struct MetadataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "metadata", abstract: "The driver's metadata of layer ID.")
+    @Argument var id: String
+    @Flag(help: "JSON output.") var json = false
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let s = try store.open().0
+        let r = try s.record(id)
+        let pairs = try s.driver.metadata(id: id).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        try printPairs([("ID", id), ("Parent", r.parent ?? "")] + pairs, json: json)
+    }
+}
