@@ -270,7 +270,7 @@ public final class Applier {
     /// An existing entry in the way (§4.2 step 8): removed, never written through.
     private func replace(_ pfd: Int32, _ base: [UInt8], _ shown: [UInt8]) throws {
         try removeTree(pfd, base)
-        invalidateBelow()
+        if let cachedPath { invalidate(removed: LayerPath.join(cachedPath, base)) }
     }
 
     /// Owner, then mode, then xattrs (chown clears suid/sgid and capabilities, so it comes first).
@@ -360,7 +360,7 @@ public final class Applier {
             }
             defer { Sys.close(pfd) }
             try removeTree(pfd, target)
-            invalidateBelow()
+            invalidate(removed: LayerPath.join(parent, target))
         case .overlay:
             let pfd = try resolveParent(parent, comps: LayerPath.components(parent)[...])
             guard let ids = options.idMap.toHost(uid: UInt32(clamping: h.uid), gid: UInt32(clamping: h.gid)) else {
@@ -387,7 +387,7 @@ public final class Applier {
         switch options.whiteouts {
         case .plain:
             try removeNotUnpacked(dfd, parent, shown)
-            invalidateBelow()
+            if let cachedPath, cachedPath != parent { invalidate(removed: parent) }
         case let .overlay(prefix):
             let r = Sys.setXattr(path: [], fd: dfd, name: Bytes.of(prefix + "overlay.opaque"), value: [UInt8(ascii: "y")])
             if r != 0 { throw SystemError("setxattr \(prefix)overlay.opaque", shown, errno: r) }
@@ -417,7 +417,11 @@ public final class Applier {
         cachedPath = nil
     }
 
-    private func invalidateBelow() { dropCache() }
+    /// Forget the cached parent if it was `removed` or lay below it.
+    private func invalidate(removed: [UInt8]) {
+        guard let cachedPath else { return }
+        if removed.isEmpty || cachedPath == removed || cachedPath.starts(with: removed + [LayerPath.slash]) { dropCache() }
+    }
 
     /// The parent directory of an entry, resolved inside the root; missing directories are
     /// created (0755, owned by the applier), each step resolved inside the root again.

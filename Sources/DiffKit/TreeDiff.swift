@@ -29,6 +29,8 @@ public enum TreeDiff {
 
     struct State {
         var changes: [Change] = []
+        /// Buffers for content compares, allocated once per diff.
+        let compareBuffers = CompareBuffers()
         /// Unchanged files with more than one link: candidates to keep a hardlink group intact.
         var linkCandidates: [Change] = []
 
@@ -81,7 +83,7 @@ public enum TreeDiff {
                 // Same inode on the same device (hardlink farms, snapshots): identical, unseen below.
                 if oe.ino == ne.ino && oldDev == newDev { continue }
                 let oi = FileInfo(try Sys.fstatat(old.fd, oe.name, shown: old.absoluteChild(oe.name)))
-                let differs = try Self.differ(oi, ni, old: old, new: new, name: ne.name)
+                let differs = try Self.differ(oi, ni, old: old, new: new, name: ne.name, buffers: compareBuffers)
                 if ni.isDirectory {
                     if !oi.isDirectory {
                         // file → directory: the directory and everything in it.
@@ -117,7 +119,7 @@ public enum TreeDiff {
         /// Different if mode, owner or rdev differ; for non-directories also size or mtime
         /// (moby's tolerance: equal seconds and one side's nanoseconds 0 is "truncated by tar");
         /// when both nanoseconds are 0 the content decides (continuity); then the layer xattrs.
-        static func differ(_ o: FileInfo, _ n: FileInfo, old: WalkDir, new: WalkDir, name: [UInt8]) throws -> Bool {
+        static func differ(_ o: FileInfo, _ n: FileInfo, old: WalkDir, new: WalkDir, name: [UInt8], buffers: CompareBuffers) throws -> Bool {
             if o.kind != n.kind || o.permissions != n.permissions || o.uid != n.uid || o.gid != n.gid || o.rdev != n.rdev {
                 return true
             }
@@ -131,7 +133,7 @@ public enum TreeDiff {
             if !n.isDirectory && o.mtimeNanoseconds == 0 && n.mtimeNanoseconds == 0 {
                 switch n.kind {
                 case .regular:
-                    return try !sameContent(old: old, new: new, name: name, size: n.size)
+                    return try !sameContent(old: old, new: new, name: name, size: n.size, buffers: buffers)
                 case .symlink:
                     return try Sys.readlinkat(old.fd, name) != Sys.readlinkat(new.fd, name)
                 default: break
@@ -140,22 +142,27 @@ public enum TreeDiff {
             return false
         }
 
-        static func sameContent(old: WalkDir, new: WalkDir, name: [UInt8], size: Int64) throws -> Bool {
+        static func sameContent(old: WalkDir, new: WalkDir, name: [UInt8], size: Int64, buffers: CompareBuffers) throws -> Bool {
             if size == 0 { return true }
             let a = try Sys.openat(old.fd, name, O_RDONLY | O_NOFOLLOW, shown: old.absoluteChild(name))
             defer { Sys.close(a) }
             let b = try Sys.openat(new.fd, name, O_RDONLY | O_NOFOLLOW, shown: new.absoluteChild(name))
             defer { Sys.close(b) }
-            let chunk = 1 << 18
-            let bufA = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
-            let bufB = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
-            defer { bufA.deallocate(); bufB.deallocate() }
+            let chunk = CompareBuffers.size
+            let bufA = buffers.a, bufB = buffers.b
             while true {
                 let na = try readFull(a, bufA, chunk, old.absoluteChild(name))
                 let nb = try readFull(b, bufB, chunk, new.absoluteChild(name))
                 if na != nb || memcmp(bufA, bufB, na) != 0 { return false }
                 if na < chunk { return true }
             }
+        }
+
+        final class CompareBuffers {
+            static let size = 1 << 18
+            let a = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+            let b = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+            deinit { a.deallocate(); b.deallocate() }
         }
 
         static func readFull(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ shown: [UInt8]) throws -> Int {

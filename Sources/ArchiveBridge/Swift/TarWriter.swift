@@ -306,6 +306,8 @@ public final class TarWriter {
         return (dir.first == UInt8(ascii: "/") ? [UInt8(ascii: "/")] : []) + joined
     }
 
+    public static func paxRecordForTests(_ k: [UInt8], _ v: [UInt8]) -> [UInt8] { paxRecord(k, v) }
+
     static func paxRecord(_ k: [UInt8], _ v: [UInt8]) -> [UInt8] {
         var size = k.count + v.count + 3
         size += String(size).utf8.count

@@ -1,0 +1,105 @@
+// Change detection: moby's ChangesDirs vectors and continuity's content rule, as tables.
+import ArchiveBridge
+import DiffKit
+import TestSupport
+import Testing
+
+/// moby's sample tree (pkg/archive/changes_test.go createSampleDir).
+let sampleTree: [Op] = [
+    .file("file1", "file1\n"), .file("file2", "file2\n", mode: 0o666), .file("file3", "file3\n", mode: 0o404),
+    .file("file4", "file4\n", mode: 0o600), .file("file5", "file5\n"), .file("file6", "file6\n"), .file("file7", "file7\n"),
+    .dir("dir1"), .file("dir1/file1-1", "file1-1\n"), .file("dir1/file1-2", "file1-2\n"),
+    .dir("dir2"), .file("dir2/file2-1", "file2-1\n"),
+    .dir("dir3"), .file("dir3/file3-1", "file3-1\n"), .dir("dir4"), .file("dir4/file4-1", "file4-1\n"),
+    .symlink("symlink1", to: "target1"), .symlink("symlink2", to: "target2"),
+    .symlink("symlink3", to: "/etc/passwd"), .symlink("symlink4", to: "../symlink4"), .symlink("dirSymlink", to: "dir1"),
+    .time("file1", 1_600_000_000, 123), .time("file2", 1_600_000_000, 123), .time("file3", 1_600_000_000, 123),
+    .time("file4", 1_600_000_000, 123), .time("file5", 1_600_000_000, 123),
+]
+
+struct ChangeCase: Sendable, CustomStringConvertible {
+    var name: String
+    var base: [Op]
+    var change: [Op]
+    var expected: [String]
+    var description: String { name }
+}
+
+let changeCases: [ChangeCase] = [
+    ChangeCase(name: "no changes", base: sampleTree, change: [], expected: []),
+    // TestChangesDirsMutated: touched dir3 is absent, touched file4 is a change.
+    ChangeCase(name: "moby ChangesDirsMutated", base: sampleTree, change: [
+        .remove("dir1"), .remove("dir2"), .file("dir2", "was a dir\n"), .dir("dirnew"), .remove("file1"),
+        .file("file2", "fileNN\n", mode: 0o666), .remove("file3"), .file("file3", "file3\n", mode: 0o404),
+        .time("file4", 1_600_000_001, 0), .remove("file5"), .dir("file5"), .file("filenew", "new\n"),
+        .remove("symlink1"), .remove("symlink2"), .symlink("symlink2", to: "target2changed"),
+        .symlink("symlinknew", to: "target"), .time("dir3", 1_700_000_000),
+    ], expected: [
+        "D /dir1", "C /dir2", "A /dirnew", "D /file1", "C /file2", "C /file3", "C /file4", "C /file5",
+        "A /filenew", "D /symlink1", "C /symlink2", "A /symlinknew",
+    ]),
+    ChangeCase(name: "ancestors of a deep add are modified", base: [.dir("a/b/c")], change: [.file("a/b/c/new", "x")],
+               expected: ["C /a", "C /a/b", "C /a/b/c", "A /a/b/c/new"]),
+    ChangeCase(name: "a deleted subtree is one delete", base: [.file("d/x/y/z", "1"), .file("d/k", "2")], change: [.remove("d/x")],
+               expected: ["C /d", "D /d/x"]),
+    ChangeCase(name: "chmod and chown of a directory", base: [.dir("d"), .dir("e")], change: [.chmod("d", 0o700), .chown("e", 1, 2)],
+               expected: ["C /d", "C /e"]),
+    ChangeCase(name: "file becomes directory with children", base: [.file("f", "x")], change: [.remove("f"), .file("f/child", "y")],
+               expected: ["C /f", "A /f/child"]),
+    ChangeCase(name: "byte order of paths: /a, /a-b, /a/b", base: [.dir("a")], change: [.file("a-b", "1"), .file("a/b", "2")],
+               expected: ["C /a", "A /a-b", "A /a/b"]),
+    // continuity's rule: both nanoseconds 0, same size and second → content decides.
+    ChangeCase(name: "same-size edit with truncated mtime restored",
+               base: [.file("f", "aaaa"), .time("f", 1_600_000_000, 0)],
+               change: [.file("f", "bbbb"), .time("f", 1_600_000_000, 0)], expected: ["C /f"]),
+    ChangeCase(name: "identical content with truncated mtime is no change",
+               base: [.file("f", "aaaa"), .time("f", 1_600_000_000, 0)],
+               change: [.file("f", "aaaa"), .time("f", 1_600_000_000, 0)], expected: []),
+    // moby's tolerance: one side truncated by tar is the same time.
+    ChangeCase(name: "one side's nanoseconds truncated is no change",
+               base: [.file("f", "aaaa"), .time("f", 1_600_000_000, 5)],
+               change: [.time("f", 1_600_000_000, 0)], expected: []),
+    ChangeCase(name: "user xattr change", base: [.file("f", "x")], change: [.xattr("f", "user.k", "v")], expected: ["C /f"]),
+    ChangeCase(name: "capability change", base: [.file("f", "x")],
+               change: [.xattr("f", "security.capability", "\u{1}\0\0\u{2}\0\u{20}\0\0\0\0\0\0\0\0\0\0\0\0\0\0")], expected: ["C /f"]),
+]
+
+@Suite(.serialized) struct ChangesTests {
+    @Test(arguments: changeCases)
+    func changes(_ c: ChangeCase) throws {
+        guard try Capability.root() else { return }
+        let base = try Fixture.make(c.base)
+        defer { Fixture.cleanup(base) }
+        let layer = try Fixture.copy(base)
+        defer { Fixture.cleanup(layer) }
+        try Fixture.apply(layer, c.change)
+        let got = try TreeDiff.changes(base: Bytes.of(base), layer: Bytes.of(layer)).filter { !$0.isLinkPeer }.map(\.line)
+        #expect(got == c.expected)
+    }
+
+    @Test func emptyBaseAddsEverything() throws {
+        let layer = try Fixture.make([.file("a/b", "x"), .symlink("l", to: "a")])
+        defer { Fixture.cleanup(layer) }
+        #expect(try TreeDiff.changes(base: nil, layer: Bytes.of(layer)).map(\.line) == ["A /a", "A /a/b", "A /l"])
+    }
+
+    /// ChangesSize vectors (§3.8).
+    @Test func changesSize() throws {
+        guard try Capability.root() else { return }
+        let base = try Fixture.make([.file("modification", "abc"), .time("modification", 1_600_000_000, 5), .file("deleted", "gone")])
+        defer { Fixture.cleanup(base) }
+        let layer = try Fixture.copy(base)
+        defer { Fixture.cleanup(layer) }
+        try Fixture.apply(layer, [.file("addition", "abc"), .file("modification", "xyz"), .remove("deleted")])
+        #expect(try Layers.diffSize(base: Bytes.of(base), layer: Bytes.of(layer)) == 6)
+
+        var ops: [Op] = []
+        for i in 0..<100 { ops += [.file("file-\(i)", "data"), .hardlink("file-\(i)-link", to: "file-\(i)")] }
+        let links = try Fixture.make(ops)
+        defer { Fixture.cleanup(links) }
+        let empty = try Fixture.tempDir()
+        defer { Fixture.cleanup(empty) }
+        #expect(try Layers.diffSize(base: Bytes.of(empty), layer: Bytes.of(links)) == 400)
+        #expect(try Layers.diffSize(base: Bytes.of(links), layer: Bytes.of(links)) == 0)
+    }
+}
