@@ -28,7 +28,7 @@ struct Difftool: ParsableCommand {
     static func main() {
         LoggingSystem.bootstrap { _ in StderrLogHandler() }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(hoistingStoreOptions(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch let e as DiffKitError {
             fail(e.description)
@@ -43,6 +43,28 @@ struct Difftool: ParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+
+    /// The contract puts store options before the command (`difftool --home H import ID`);
+    /// ArgumentParser wants a subcommand's options after its name, so leading ones move there.
+    static func hoistingStoreOptions(_ args: [String]) -> [String] {
+        let takesValue: Set<String> = ["--driver", "--home", "--storage-opt"]
+        var leading: [String] = []
+        var i = 0
+        while i < args.count {
+            let a = args[i]
+            if takesValue.contains(a), i + 1 < args.count {
+                leading += [a, args[i + 1]]
+                i += 2
+            } else if let eq = a.firstIndex(of: "="), takesValue.contains(String(a[..<eq])) {
+                leading.append(a)
+                i += 1
+            } else {
+                break
+            }
+        }
+        guard !leading.isEmpty, i < args.count else { return args }
+        return [args[i]] + leading + args[(i + 1)...]
     }
 
     static func fail(_ message: String) -> Never {

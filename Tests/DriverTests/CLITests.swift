@@ -1,0 +1,104 @@
+// The difftool contract, through the built binary.
+import ArchiveBridge
+import DiffKit
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum CLI {
+    /// The difftool binary built beside the test bundle.
+    static var binary: String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, 4095)
+        let exe = String(decoding: buf[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var dir = Substring(exe)
+        while let i = dir.lastIndex(of: "/") {
+            dir = dir[..<i]
+            if access(String(dir) + "/difftool", X_OK) == 0 { return String(dir) + "/difftool" }
+        }
+        return "difftool"
+    }
+
+    /// Run with a shell command line; returns (status, stdout, stderr).
+    static func run(_ args: String, stdin: String? = nil) throws -> (Int32, String, String) {
+        let dir = try Fixture.tempDir("cli")
+        defer { Fixture.cleanup(dir) }
+        let cmd = "\(binary) \(args) >\(dir)/out 2>\(dir)/err" + (stdin.map { " <\($0)" } ?? "")
+        let status = system(cmd)
+        let out = String(decoding: try Pipe.read(dir + "/out"), as: UTF8.self)
+        let err = String(decoding: try Pipe.read(dir + "/err"), as: UTF8.self)
+        return (status == 0 ? 0 : (status >> 8) & 0xff, out, err)
+    }
+}
+
+@Suite(.serialized) struct CLITests {
+    @Test func directoryCommands() throws {
+        guard try Capability.root() else { return }
+        let base = try Fixture.make([.file("a", "1"), .file("b/c", "2"), .time("a", 1_600_000_000)])
+        defer { Fixture.cleanup(base) }
+        let layer = try Fixture.copy(base)
+        defer { Fixture.cleanup(layer) }
+        try Fixture.apply(layer, [.file("a", "11"), .remove("b/c"), .file("n", "new")])
+
+        let (s1, changes, _) = try CLI.run("changes \(base) \(layer)")
+        #expect(s1 == 0)
+        #expect(changes == "C /a\nC /b\nD /b/c\nA /n\n")
+        let (_, jsonOut, _) = try CLI.run("changes --json \(base) \(layer)")
+        #expect(jsonOut.hasPrefix("[{\"kind\":\"C\",\"path\":\"/a\"}"))
+        #expect(try CLI.run("size \(base) \(layer)").1 == "5\n")
+
+        let work = try Fixture.tempDir("work")
+        defer { Fixture.cleanup(work) }
+        #expect(try CLI.run("diff \(base) \(layer) -o \(work)/layer.tar").0 == 0)
+        let target = try Fixture.copy(base)
+        defer { Fixture.cleanup(target) }
+        let (s2, applied, _) = try CLI.run("apply \(target) -i \(work)/layer.tar")
+        #expect(s2 == 0 && applied == "5\n")
+        #expect(try Manifest.of(target) == Manifest.of(layer))
+
+        // tar on stdout, apply from stdin, with compression detected from the bytes.
+        #expect(system("\(CLI.binary) tar \(layer) | gzip > \(work)/full.tgz") == 0)
+        let empty = try Fixture.tempDir("empty")
+        defer { Fixture.cleanup(empty) }
+        #expect(try CLI.run("apply \(empty)", stdin: "\(work)/full.tgz").0 == 0)
+        #expect(try Manifest.of(empty) == Manifest.of(layer))
+    }
+
+    @Test func storeCommands() throws {
+        guard try Capability.root() else { return }
+        let home = try Fixture.tempDir("clihome")
+        defer { Fixture.cleanup(home) }
+        let src = try Fixture.make([.file("etc/os-release", "ID=test"), .file("bin/tool", "x", mode: 0o755)])
+        defer { Fixture.cleanup(src) }
+        let work = try Fixture.tempDir("work")
+        defer { Fixture.cleanup(work) }
+        #expect(system("\(CLI.binary) tar \(src) -o \(work)/base.tar") == 0)
+        let h = "--home \(home)"
+        #expect(try CLI.run("\(h) import base -i \(work)/base.tar").0 == 0)
+        #expect(try CLI.run("import child --parent base \(h) --driver vfs", stdin: "/dev/null").0 == 0)
+        #expect(try CLI.run("ls \(h)").1 == "base\t-\nchild\tbase\n")
+        let (_, mounted, _) = try CLI.run("mount child \(h)")
+        #expect(try Manifest.of(String(mounted.dropLast())) == Manifest.of(src))
+        #expect(try CLI.run("umount child \(h)").0 == 0)
+        #expect(try CLI.run("changes child \(h)").1 == "")
+        #expect(try CLI.run("size base \(h)").1 == "8\n")
+        #expect(try CLI.run("export base \(h) -o \(work)/again.tar").0 == 0)
+        #expect(try Pipe.headers(work + "/again.tar").map(\.displayName) == ["bin/", "bin/tool", "etc/", "etc/os-release"])
+        #expect(try CLI.run("status \(h)").1.contains("Driver: vfs"))
+        #expect(try CLI.run("metadata child --json \(h)").1.contains("\"Parent\":\"base\""))
+
+        // Errors: one line naming the thing, non-zero exit, nothing left behind.
+        let (s, _, err) = try CLI.run("import broken \(h) -i \(work)/missing.tar")
+        #expect(s == 1 && err.contains("missing.tar"))
+        #expect(try CLI.run("ls \(h)").1 == "base\t-\nchild\tbase\n")
+        let (s3, _, err3) = try CLI.run("rm base \(h)")
+        #expect(s3 == 1 && err3.contains("child"))
+        #expect(try CLI.run("rm child \(h)").0 == 0)
+        #expect(try CLI.run("--storage-opt vfs.nope=1 ls \(h)").0 == 1)
+        let (s4, _, _) = try CLI.run("export nothere \(h) -o \(work)/x.tar")
+        #expect(s4 == 1 && access(work + "/x.tar", F_OK) != 0)
+    }
+}
