@@ -191,7 +191,7 @@ public final class LayerWriter {
             return
         }
         let target = info.kind == .symlink ? try Sys.readlinkat(dirfd, name, shown: absolute) : nil
-        let x = try LayerXattrs.read(path: absolute)
+        let x = try LayerXattrs.read(path: absolute, dirfd: dirfd, name: name)
         guard let h = header(path: path, info: info, linkTarget: target, xattrs: x) else { return }
         try tar.writeHeader(h)
         entries += 1

@@ -127,7 +127,7 @@ public enum TreeDiff {
                 if o.size != n.size || o.mtime != n.mtime { return true }
                 if o.mtimeNanoseconds != n.mtimeNanoseconds && o.mtimeNanoseconds != 0 && n.mtimeNanoseconds != 0 { return true }
             }
-            if try LayerXattrs.read(path: old.absoluteChild(name)) != LayerXattrs.read(path: new.absoluteChild(name)) {
+            if try old.xattrs(name) != new.xattrs(name) {
                 return true
             }
             if !n.isDirectory && o.mtimeNanoseconds == 0 && n.mtimeNanoseconds == 0 {

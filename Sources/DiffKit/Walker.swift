@@ -18,6 +18,11 @@ public struct WalkDir {
 
     public func child(_ name: [UInt8]) -> [UInt8] { LayerPath.join(path, name) }
     public func absoluteChild(_ name: [UInt8]) -> [UInt8] { absolute + [LayerPath.slash] + name }
+
+    /// The layer xattrs of entry `name` of this directory.
+    public func xattrs(_ name: [UInt8]) throws -> [Xattr] {
+        try LayerXattrs.read(path: absoluteChild(name), dirfd: fd, name: name)
+    }
 }
 
 public enum Walker {
@@ -72,10 +77,11 @@ public enum LayerXattrs {
         name == capability || name.starts(with: userPrefix)
     }
 
-    /// The exported attributes of a file, sorted by name; `fd` is used when open.
-    public static func read(path: [UInt8], fd: Int32 = -1) throws -> [Xattr] {
+    /// The exported attributes of a file, sorted by name; `fd` is used when open, `name` in
+    /// `dirfd` when given (the common "no attributes" answer then costs one short lookup).
+    public static func read(path: [UInt8], fd: Int32 = -1, dirfd: Int32 = -1, name entry: [UInt8] = []) throws -> [Xattr] {
         var out: [Xattr] = []
-        for name in try Sys.listXattrs(path: path, fd: fd) where isExported(name) {
+        for name in try Sys.listXattrs(path: path, fd: fd, dirfd: dirfd, name: entry) where isExported(name) {
             if let v = try Sys.getXattr(path: path, fd: fd, name: name) { out.append(Xattr(name: name, value: v)) }
         }
         return out.sorted { $0.name.lexicographicallyPrecedes($1.name) }

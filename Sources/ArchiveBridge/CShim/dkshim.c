@@ -48,10 +48,18 @@ ssize_t dk_copy_file_range(int in, int out, size_t len) { return copy_file_range
 int dk_ficlone(int dst, int src) { return ioctl(dst, FICLONE, src); }
 long dk_utime_omit(void) { return UTIME_OMIT; }
 int dk_o_path(void) { return O_PATH; }
+int dk_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
 int dk_mknodat(int dirfd, const char *path, uint32_t mode, uint64_t dev) { return mknodat(dirfd, path, mode, dev); }
 int dk_statfs_type(int fd, int64_t *type) {
     struct statfs s;
     if (fstatfs(fd, &s) != 0) return -1;
     *type = (int64_t)s.f_type;
     return 0;
+}
+
+#ifndef SYS_listxattrat
+#define SYS_listxattrat 465
+#endif
+ssize_t dk_listxattrat(int dirfd, const char *name, char *list, size_t size) {
+    return syscall(SYS_listxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, list, size);
 }

@@ -166,14 +166,27 @@ public enum Sys {
 
     // MARK: xattrs
 
-    /// Names of the extended attributes of `path` (not following a final symlink), or of `fd` when given.
-    public static func listXattrs(path: [UInt8], fd: Int32 = -1) throws -> [[UInt8]] {
+    nonisolated(unsafe) static var haveListxattrat = true
+
+    /// Names of the extended attributes of `path` (not following a final symlink), or of `fd` when
+    /// given, or of `name` in directory `dirfd` when given (listxattrat, a short lookup; the path is
+    /// then only for messages and for kernels before 6.13).
+    public static func listXattrs(path: [UInt8], fd: Int32 = -1, dirfd: Int32 = -1, name: [UInt8] = []) throws -> [[UInt8]] {
         var size = 1024
         while true {
             var buf = [CChar](repeating: 0, count: size)
-            let n: Int = fd >= 0
-                ? dk_flistxattr(fd, &buf, size)
-                : withCString(path) { p in dk_llistxattr(p, &buf, size) }
+            var n: Int
+            if fd >= 0 {
+                n = dk_flistxattr(fd, &buf, size)
+            } else if dirfd >= 0 && haveListxattrat {
+                n = withCString(name) { p in dk_listxattrat(dirfd, p, &buf, size) }
+                if n < 0 && errno == ENOSYS {
+                    haveListxattrat = false
+                    continue
+                }
+            } else {
+                n = withCString(path) { p in dk_llistxattr(p, &buf, size) }
+            }
             if n < 0 {
                 if errno == ERANGE { size *= 4; continue }
                 if errno == ENOTSUP || errno == ENOENT { return [] }
@@ -236,6 +249,14 @@ public enum Sys {
     public static func renameat2(_ od: Int32, _ op: [UInt8], _ nd: Int32, _ np: [UInt8], flags: UInt32 = 0) -> Int32 {
         let r = withCString(op) { o in withCString(np) { n in dk_renameat2(od, o, nd, n, flags) } }
         return r == 0 ? 0 : errno
+    }
+
+    /// When `fd` is a pipe, let it hold `size` bytes, so a writer of large chunks does not stall
+    /// on every 64 KiB the reader has not taken yet (best effort; limited by pipe-max-size).
+    public static func growPipe(_ fd: Int32, to size: Int32 = 1 << 20) {
+        var st = stat()
+        guard Glibc.fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFIFO else { return }
+        _ = dk_set_pipe_size(fd, size)
     }
 
     public static func filesystemType(_ fd: Int32) -> Int64? {

@@ -31,6 +31,7 @@ public final class TarReader {
         archive_read_support_format_gnutar(a)
         // An empty stream is an empty layer (moby accepts it too), not an error.
         archive_read_support_format_empty(a)
+        Sys.growPipe(fd)
         let r = archive_read_open_fd(a, fd, 1 << 20)
         if r != ARCHIVE_OK {
             let err = failure()

@@ -31,6 +31,7 @@ public final class TarWriter {
         self.archiveName = name
         self.typeBitsInMode = typeBitsInMode
         buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 4096)
+        Sys.growPipe(fd)
     }
 
     deinit { buffer.deallocate() }

@@ -31,6 +31,10 @@ ssize_t dk_copy_file_range(int fd_in, int fd_out, size_t len);
 int dk_ficlone(int dst, int src);
 long dk_utime_omit(void);
 int dk_o_path(void);
+// listxattrat(2) (Linux 6.13+), not following a final symlink; -1/ENOSYS on older kernels.
+ssize_t dk_listxattrat(int dirfd, const char *name, char *list, size_t size);
+// Grow a pipe to `size` bytes (F_SETPIPE_SZ); returns the new size or -1.
+int dk_set_pipe_size(int fd, int size);
 int dk_mknodat(int dirfd, const char *path, uint32_t mode, uint64_t dev);
 int dk_statfs_type(int fd, int64_t *type);
 #endif
