@@ -1,6 +1,7 @@
 // The naive change source: a merge walk of two trees (BEHAVIOUR.md §3.2, moby's ChangesDirs),
 // with continuity's content compare for same-size files whose timestamps were truncated.
 import ArchiveBridge
+import Dispatch
 
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +12,16 @@ public enum TreeDiff {
     /// empty parent: everything in `layer` is added.
     public static func changes(base: [UInt8]?, layer: [UInt8]) throws -> [Change] {
         var state = State()
+        let comparer = ContentComparer()
+        state.comparer = comparer
+        let group = DispatchGroup()
+        if sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 {
+            DispatchQueue.global().async(group: group) { comparer.work() }
+        }
+        defer {
+            comparer.close()
+            group.wait()
+        }
         let newFd = try Walker.openRoot(layer)
         defer { Sys.close(newFd) }
         let newDir = WalkDir(fd: newFd, path: [], absolute: layer)
@@ -21,6 +32,10 @@ public enum TreeDiff {
             let newDev = FileInfo(try Sys.fstat(newFd, shown: layer)).device
             _ = try state.compare(old: WalkDir(fd: oldFd, path: [], absolute: base), oldDev: oldDev,
                                   new: newDir, newDev: newDev)
+            comparer.close()
+            comparer.work()
+            group.wait()
+            try state.resolveContentCompares()
         } else {
             try state.addAll(newDir)
         }
@@ -29,8 +44,10 @@ public enum TreeDiff {
 
     struct State {
         var changes: [Change] = []
-        /// Buffers for content compares, allocated once per diff.
-        let compareBuffers = CompareBuffers()
+        /// Content compares run beside the walk; their results are merged at the end.
+        var comparer = ContentComparer()
+        /// Directories present on both sides and not (yet) reported, for ancestors of late results.
+        var quietDirectories: [[UInt8]: FileInfo] = [:]
         /// Unchanged files with more than one link: candidates to keep a hardlink group intact.
         var linkCandidates: [Change] = []
 
@@ -83,7 +100,12 @@ public enum TreeDiff {
                 // Same inode on the same device (hardlink farms, snapshots): identical, unseen below.
                 if oe.ino == ne.ino && oldDev == newDev { continue }
                 let oi = FileInfo(try Sys.fstatat(old.fd, oe.name, shown: old.absoluteChild(oe.name)))
-                let differs = try Self.differ(oi, ni, old: old, new: new, name: ne.name, buffers: compareBuffers)
+                let verdict = try Self.differ(oi, ni, old: old, new: new, name: ne.name)
+                if verdict == .sameIfContentEqual {
+                    comparer.add(.init(path: path, info: ni, old: old.absoluteChild(oe.name), new: new.absoluteChild(ne.name)))
+                    continue
+                }
+                let differs = verdict == .different
                 if ni.isDirectory {
                     if !oi.isDirectory {
                         // file → directory: the directory and everything in it.
@@ -100,6 +122,7 @@ public enum TreeDiff {
                     let below = try compare(old: od, oldDev: oldDev, new: nd, newDev: newDev)
                     // Every ancestor of a change is reported as modified (moby); path order puts it first.
                     if below && !differs { changes.append(Change(.modify, path, info: ni)) }
+                    if !below && !differs { quietDirectories[path] = ni }
                     changed = changed || below || differs
                 } else if differs {
                     changes.append(Change(.modify, path, info: ni))
@@ -119,50 +142,50 @@ public enum TreeDiff {
         /// Different if mode, owner or rdev differ; for non-directories also size or mtime
         /// (moby's tolerance: equal seconds and one side's nanoseconds 0 is "truncated by tar");
         /// when both nanoseconds are 0 the content decides (continuity); then the layer xattrs.
-        static func differ(_ o: FileInfo, _ n: FileInfo, old: WalkDir, new: WalkDir, name: [UInt8], buffers: CompareBuffers) throws -> Bool {
+        enum Verdict { case same, different, sameIfContentEqual }
+
+        static func differ(_ o: FileInfo, _ n: FileInfo, old: WalkDir, new: WalkDir, name: [UInt8]) throws -> Verdict {
             if o.kind != n.kind || o.permissions != n.permissions || o.uid != n.uid || o.gid != n.gid || o.rdev != n.rdev {
-                return true
+                return .different
             }
             if !n.isDirectory {
-                if o.size != n.size || o.mtime != n.mtime { return true }
-                if o.mtimeNanoseconds != n.mtimeNanoseconds && o.mtimeNanoseconds != 0 && n.mtimeNanoseconds != 0 { return true }
+                if o.size != n.size || o.mtime != n.mtime { return .different }
+                if o.mtimeNanoseconds != n.mtimeNanoseconds && o.mtimeNanoseconds != 0 && n.mtimeNanoseconds != 0 { return .different }
             }
             if try old.xattrs(name) != new.xattrs(name) {
-                return true
+                return .different
             }
             if !n.isDirectory && o.mtimeNanoseconds == 0 && n.mtimeNanoseconds == 0 {
                 switch n.kind {
-                case .regular:
-                    return try !sameContent(old: old, new: new, name: name, size: n.size, buffers: buffers)
+                case .regular where n.size > 0:
+                    return .sameIfContentEqual
                 case .symlink:
-                    return try Sys.readlinkat(old.fd, name) != Sys.readlinkat(new.fd, name)
+                    return try Sys.readlinkat(old.fd, name) != Sys.readlinkat(new.fd, name) ? .different : .same
                 default: break
                 }
             }
-            return false
+            return .same
         }
 
-        static func sameContent(old: WalkDir, new: WalkDir, name: [UInt8], size: Int64, buffers: CompareBuffers) throws -> Bool {
-            if size == 0 { return true }
-            let a = try Sys.openat(old.fd, name, O_RDONLY | O_NOFOLLOW, shown: old.absoluteChild(name))
-            defer { Sys.close(a) }
-            let b = try Sys.openat(new.fd, name, O_RDONLY | O_NOFOLLOW, shown: new.absoluteChild(name))
-            defer { Sys.close(b) }
-            let chunk = CompareBuffers.size
-            let bufA = buffers.a, bufB = buffers.b
-            while true {
-                let na = try readFull(a, bufA, chunk, old.absoluteChild(name))
-                let nb = try readFull(b, bufB, chunk, new.absoluteChild(name))
-                if na != nb || memcmp(bufA, bufB, na) != 0 { return false }
-                if na < chunk { return true }
+        /// Merge the content compares: changed files (and their unreported ancestors) become
+        /// modifications, unchanged ones may still be hardlink peers.
+        mutating func resolveContentCompares() throws {
+            let results = try comparer.results()
+            var reported: Set<[UInt8]>? = nil
+            for (job, same) in results {
+                if same {
+                    if job.info.links > 1 { linkCandidates.append(Change(.modify, job.path, info: job.info)) }
+                    continue
+                }
+                changes.append(Change(.modify, job.path, info: job.info))
+                if reported == nil { reported = Set(changes.map(\.path)) }
+                var p = LayerPath.split(job.path).0
+                while !p.isEmpty, !reported!.contains(p), let info = quietDirectories[p] {
+                    reported!.insert(p)
+                    changes.append(Change(.modify, p, info: info))
+                    p = LayerPath.split(p).0
+                }
             }
-        }
-
-        final class CompareBuffers {
-            static let size = 1 << 18
-            let a = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
-            let b = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
-            deinit { a.deallocate(); b.deallocate() }
         }
 
         static func readFull(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ shown: [UInt8]) throws -> Int {
@@ -174,5 +197,99 @@ public enum TreeDiff {
             }
             return got
         }
+    }
+}
+
+/// Content compares (continuity's rule) for files whose stat cannot tell: queued by the walk,
+/// worked off by a second thread while the walk goes on, and by the walking thread at the end.
+/// Results are kept by job index, so the outcome does not depend on timing.
+final class ContentComparer: @unchecked Sendable {
+    struct Job {
+        var path: [UInt8]
+        var info: FileInfo
+        var old: [UInt8]
+        var new: [UInt8]
+    }
+
+    private var jobs: [Job] = []
+    private var outcomes: [Result<Bool, Error>?] = []
+    private var next = 0
+    private var closed = false
+    private var mutex = pthread_mutex_t()
+    private var cond = pthread_cond_t()
+
+    init() {
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&cond, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(&cond)
+        pthread_mutex_destroy(&mutex)
+    }
+
+    func add(_ job: Job) {
+        pthread_mutex_lock(&mutex)
+        jobs.append(job)
+        outcomes.append(nil)
+        pthread_cond_signal(&cond)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// No more jobs will come.
+    func close() {
+        pthread_mutex_lock(&mutex)
+        closed = true
+        pthread_cond_broadcast(&cond)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// Take and run jobs until the queue is closed and empty.
+    func work() {
+        let size = 1 << 18
+        let a = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+        let b = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+        defer { a.deallocate(); b.deallocate() }
+        while true {
+            pthread_mutex_lock(&mutex)
+            while next >= jobs.count && !closed { pthread_cond_wait(&cond, &mutex) }
+            if next >= jobs.count {
+                pthread_mutex_unlock(&mutex)
+                return
+            }
+            let i = next
+            next += 1
+            let job = jobs[i]
+            pthread_mutex_unlock(&mutex)
+            let outcome = Result { try Self.sameContent(job.old, job.new, job.info.size, a, b, size) }
+            pthread_mutex_lock(&mutex)
+            outcomes[i] = outcome
+            pthread_mutex_unlock(&mutex)
+        }
+    }
+
+    /// (job, same content) for every job, in the order they were queued; the first I/O error is thrown.
+    func results() throws -> [(Job, Bool)] {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try zip(jobs, outcomes).map { ($0, try $1!.get()) }
+    }
+
+    /// Both files have `size` bytes by their stat; read exactly that much (no read for EOF).
+    static func sameContent(_ pa: [UInt8], _ pb: [UInt8], _ size: Int64, _ bufA: UnsafeMutableRawPointer, _ bufB: UnsafeMutableRawPointer, _ chunk: Int) throws -> Bool {
+        let a = try Sys.open(pa, O_RDONLY | O_NOFOLLOW)
+        defer { Sys.close(a) }
+        let b = try Sys.open(pb, O_RDONLY | O_NOFOLLOW)
+        defer { Sys.close(b) }
+        var left = size
+        while left > 0 {
+            let want = Int(min(Int64(chunk), left))
+            let na = try TreeDiff.State.readFull(a, bufA, want, pa)
+            let nb = try TreeDiff.State.readFull(b, bufB, want, pb)
+            if na != nb || memcmp(bufA, bufB, na) != 0 { return false }
+            if na < want { return true }
+            left -= Int64(na)
+        }
+        return true
     }
 }
