@@ -370,3 +370,35 @@ enum RandomTree {
         }
     }
 }
+
+@Suite(.serialized) struct MoreApplyTests {
+    /// aufs pseudo-links: a hardlink to `.wh..wh.plnk/X` becomes a file with X's content; the
+    /// root-level meta entries themselves are not extracted.
+    @Test func aufsPseudoLinks() throws {
+        let root = try Fixture.tempDir()
+        defer { Fixture.cleanup(root) }
+        let tar = try makeTar([.dir(".wh..wh.plnk"), .file(".wh..wh.plnk/1234.42", "shared", 0o640), .hardlink("a", ".wh..wh.plnk/1234.42"),
+                               .hardlink("b/c", ".wh..wh.plnk/1234.42"), .file(".wh..wh.aufs")])
+        defer { Fixture.cleanup(tarDir(tar)) }
+        _ = try Pipe.apply(tar, to: root)
+        #expect(try listing(root) == ["a", "b/", "b/c"])
+        #expect(String(decoding: try Pipe.read(root + "/a"), as: UTF8.self) == "shared")
+        #expect(String(decoding: try Pipe.read(root + "/b/c"), as: UTF8.self) == "shared")
+        let broken = try makeTar([.hardlink("x", ".wh..wh.plnk/missing")])
+        defer { Fixture.cleanup(tarDir(broken)) }
+        #expect(throws: DiffKitError.self) { _ = try Pipe.apply(broken, to: root) }
+    }
+
+    /// Export maps host → container; an owner with no container ID is skipped (moby).
+    @Test func idMapOnExport() throws {
+        guard try Capability.root() else { return }
+        let src = try Fixture.make([.file("mapped", "m", uid: 100_007, gid: 100_008), .file("unmapped", "u", uid: 5, gid: 5)])
+        defer { Fixture.cleanup(src) }
+        let map = IDMap(uids: [IDRange(containerID: 0, hostID: 100_000, size: 65536)], gids: [IDRange(containerID: 0, hostID: 100_000, size: 65536)])
+        let tar = try Pipe.tarFile { fd in try Layers.export(directory: Bytes.of(src), to: fd, name: "t", options: ExportOptions(idMap: map)) }
+        defer { Fixture.cleanup(tarDir(tar)) }
+        let h = try Pipe.headers(tar)
+        #expect(h.map(\.displayName) == ["mapped"])
+        #expect(h[0].uid == 7 && h[0].gid == 8)
+    }
+}
