@@ -25,21 +25,9 @@ public struct ApplyOptions: Sendable {
     }
 
     public static func detectUserNamespace() -> Bool {
-        guard let text = try? readSmallFile(Bytes.of("/proc/self/uid_map")) else { return false }
+        guard let text = try? Sys.readFile(Bytes.of("/proc/self/uid_map")) else { return false }
         let fields = String(decoding: text, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
         return !(fields.count == 3 && fields[0] == "0" && fields[1] == "0" && fields[2] == "4294967295")
-    }
-}
-
-func readSmallFile(_ path: [UInt8]) throws -> [UInt8] {
-    let fd = try Sys.open(path, O_RDONLY)
-    defer { Sys.close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = try buf.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress!, 4096, shown: path) }
-        if n == 0 { return out }
-        out += buf[0..<n]
     }
 }
 

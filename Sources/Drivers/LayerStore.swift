@@ -52,7 +52,7 @@ public final class LayerStore {
 
     public func record(_ id: String) throws -> LayerRecord {
         try validate(id: id)
-        guard let text = try? readFile(recordPath(id)) else { throw DriverError.layerNotFound(id) }
+        guard let text = try? Sys.readFile(recordPath(id)) else { throw DriverError.layerNotFound(id) }
         var r = LayerRecord(id: id)
         for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
             if line.hasPrefix("parent=") { r.parent = String(line.dropFirst(7)) }
@@ -184,18 +184,6 @@ public final class LayerStore {
             _ = Sys.withCString(recordPath(id)) { unlink($0) }
             _ = Sys.withCString(incompletePath(id)) { unlink($0) }
         }
-    }
-}
-
-func readFile(_ path: [UInt8]) throws -> [UInt8] {
-    let fd = try Sys.open(path, O_RDONLY)
-    defer { Sys.close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = try buf.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress!, 4096, shown: path) }
-        if n == 0 { return out }
-        out += buf[0..<n]
     }
 }
 

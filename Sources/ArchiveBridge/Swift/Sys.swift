@@ -124,6 +124,19 @@ public enum Sys {
         return n
     }
 
+    /// The whole content of a small file (records, /proc entries).
+    public static func readFile(_ path: [UInt8]) throws -> [UInt8] {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = try buf.withUnsafeMutableBytes { try read(fd, $0.baseAddress!, 4096, shown: path) }
+            if n == 0 { return out }
+            out += buf[0..<n]
+        }
+    }
+
     // MARK: directories
 
     /// A directory entry as getdents64 gives it: no stat.
