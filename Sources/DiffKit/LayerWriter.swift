@@ -60,15 +60,53 @@ public final class LayerWriter {
         tar.typeBitsInMode = options.profile == .moby
     }
 
-    /// Every entry below the root, depth-first in name order (moby's TarWithOptions), then the end of the archive.
-    public func writeTree() throws {
+    /// Every entry below the root, depth-first in name order (moby's TarWithOptions), then the end
+    /// of the archive. With the overlay form (a native diff of an upper dir), 0/0 character devices
+    /// become `.wh.NAME` and an opaque directory is followed at once by its `.wh..wh..opq` marker.
+    public func writeTree(whiteouts: WhiteoutForm = .plain) throws {
         try Walker.walk(root: root, visit: { dir, name, info in
-            try self.writeEntry(path: dir.child(name), info: info, dirfd: dir.fd, name: name,
-                                absolute: dir.absoluteChild(name))
+            let path = dir.child(name)
+            if case let .overlay(prefix) = whiteouts {
+                if info.isOverlayWhiteout {
+                    try self.writeOverlayWhiteout(path: path, info: info)
+                    return .descend
+                }
+                if info.isDirectory {
+                    let opaque = try Sys.getXattr(path: dir.absoluteChild(name), name: Bytes.of(prefix + "overlay.opaque"))
+                    try self.writeEntry(path: path, info: info, dirfd: dir.fd, name: name, absolute: dir.absoluteChild(name))
+                    if opaque == [UInt8(ascii: "y")], let h = self.lastHeader { try self.writeOpaqueMarker(directory: path, header: h) }
+                    return .descend
+                }
+            }
+            try self.writeEntry(path: path, info: info, dirfd: dir.fd, name: name, absolute: dir.absoluteChild(name))
             return .descend
         })
         try tar.finish()
     }
+
+    /// A kernel whiteout (0/0 device) as moby writes it: `.wh.NAME`, regular, mode 0600, the
+    /// device's owner and mtime. Never hardlink-tracked: overlayfs makes all whiteouts links of one
+    /// inode, and a tracked one would carry a stale link name (BEHAVIOUR.md §2.3).
+    func writeOverlayWhiteout(path: [UInt8], info: FileInfo) throws {
+        let (dir, base) = LayerPath.split(path)
+        var h = TarHeader(name: LayerPath.join(dir, Bytes.of(".wh.") + base), kind: .regular)
+        h.mode = 0o600
+        h.uid = Int(info.uid)
+        h.gid = Int(info.gid)
+        if options.profile == .moby {
+            h.userName = names.user(info.uid)
+            h.groupName = names.group(info.gid)
+        }
+        h.mtime = info.mtime
+        let saved = tar.typeBitsInMode
+        tar.typeBitsInMode = false
+        defer { tar.typeBitsInMode = saved }
+        try tar.writeHeader(h)
+        entries += 1
+    }
+
+    /// The header of the last entry written (for the opaque marker that follows a directory).
+    private var lastHeader: TarHeader?
 
     /// A change list (already in path order) as a layer: deletions become `.wh.` entries.
     public func write(changes: [Change]) throws {
@@ -192,8 +230,12 @@ public final class LayerWriter {
         }
         let target = info.kind == .symlink ? try Sys.readlinkat(dirfd, name, shown: absolute) : nil
         let x = try LayerXattrs.read(path: absolute, dirfd: dirfd, name: name)
-        guard let h = header(path: path, info: info, linkTarget: target, xattrs: x) else { return }
+        guard let h = header(path: path, info: info, linkTarget: target, xattrs: x) else {
+            lastHeader = nil
+            return
+        }
         try tar.writeHeader(h)
+        lastHeader = h
         entries += 1
     }
 }

@@ -15,12 +15,13 @@ public enum Layers {
         return writer
     }
 
-    /// Every entry of `directory` as a tar on `fd`.
+    /// Every entry of `directory` as a tar on `fd`; with the overlay form, `directory` is an overlay
+    /// upper dir and this is the native diff (kernel whiteouts and opaque dirs in tar form).
     @discardableResult
     public static func export(directory: [UInt8], to fd: Int32, name: String,
-                              options: ExportOptions = ExportOptions()) throws -> LayerWriter {
+                              options: ExportOptions = ExportOptions(), whiteouts: WhiteoutForm = .plain) throws -> LayerWriter {
         let writer = LayerWriter(tar: TarWriter(fd: fd, name: name), root: directory, options: options)
-        try writer.writeTree()
+        try writer.writeTree(whiteouts: whiteouts)
         return writer
     }
 

@@ -73,8 +73,11 @@ public enum LayerXattrs {
     static let capability = Bytes.of("security.capability")
     static let userPrefix = Bytes.of("user.")
 
+    static let userOverlayPrefix = Bytes.of("user.overlay.")
+
+    /// `user.overlay.*` is overlayfs's own state under userxattr, never layer content.
     public static func isExported(_ name: [UInt8]) -> Bool {
-        name == capability || name.starts(with: userPrefix)
+        name == capability || (name.starts(with: userPrefix) && !name.starts(with: userOverlayPrefix))
     }
 
     /// The exported attributes of a file, sorted by name; `fd` is used when open, `name` in

@@ -81,12 +81,17 @@ struct TarCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tar", abstract: "All of DIR as a tar.")
     @Argument(help: "The directory.") var dir: String
     @Option(name: .short, help: "Write the tar to FILE (default: stdout).") var output: String?
+    @Flag(help: "DIR is an overlay upper dir: write its native diff (0/0 devices as .wh. entries, opaque dirs with their marker).")
+    var overlay = false
+    @Flag(help: "With --overlay: the upper uses user.overlay.* xattrs (userxattr) instead of trusted.overlay.*.")
+    var userxattr = false
     @OptionGroup var profile: ProfileOption
 
     func run() throws {
         let options = try profile.exportOptions()
+        let form: WhiteoutForm = overlay ? .overlay(xattrPrefix: userxattr ? "user." : "trusted.") : .plain
         try FileOutput.with(output) { fd, name in
-            try Layers.export(directory: Bytes.of(dir), to: fd, name: name, options: options)
+            try Layers.export(directory: Bytes.of(dir), to: fd, name: name, options: options, whiteouts: form)
         }
     }
 }
