@@ -98,11 +98,7 @@ public final class LayerWriter {
             h.groupName = names.group(info.gid)
         }
         h.mtime = info.mtime
-        let saved = tar.typeBitsInMode
-        tar.typeBitsInMode = false
-        defer { tar.typeBitsInMode = saved }
-        try tar.writeHeader(h)
-        entries += 1
+        try writeMetaEntry(h)
     }
 
     /// The header of the last entry written (for the opaque marker that follows a directory).
@@ -129,11 +125,7 @@ public final class LayerWriter {
         let (dir, base) = LayerPath.split(path)
         var h = TarHeader(name: LayerPath.join(dir, Bytes.of(".wh.") + base), kind: .regular)
         h.mtime = time ?? options.whiteoutTime
-        let saved = tar.typeBitsInMode
-        tar.typeBitsInMode = false
-        defer { tar.typeBitsInMode = saved }
-        try tar.writeHeader(h)
-        entries += 1
+        try writeMetaEntry(h)
     }
 
     /// Write an opaque marker `DIR/.wh..wh..opq` right after its directory (moby's fields).
@@ -144,6 +136,11 @@ public final class LayerWriter {
         h.gid = dirHeader.gid
         h.userName = dirHeader.userName
         h.groupName = dirHeader.groupName
+        try writeMetaEntry(h)
+    }
+
+    /// Whiteouts and opaque markers: their mode field never carries type bits (moby writes them so).
+    private func writeMetaEntry(_ h: TarHeader) throws {
         let saved = tar.typeBitsInMode
         tar.typeBitsInMode = false
         defer { tar.typeBitsInMode = saved }
