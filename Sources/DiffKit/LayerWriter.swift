@@ -88,15 +88,10 @@ public final class LayerWriter {
     /// device's owner and mtime. Never hardlink-tracked: overlayfs makes all whiteouts links of one
     /// inode, and a tracked one would carry a stale link name (BEHAVIOUR.md §2.3).
     func writeOverlayWhiteout(path: [UInt8], info: FileInfo) throws {
-        let (dir, base) = LayerPath.split(path)
-        var h = TarHeader(name: LayerPath.join(dir, Bytes.of(".wh.") + base), kind: .regular)
+        var h = Self.whiteoutHeader(for: path)
         h.mode = 0o600
-        h.uid = Int(info.uid)
-        h.gid = Int(info.gid)
-        if options.profile == .moby {
-            h.userName = names.user(info.uid)
-            h.groupName = names.group(info.gid)
-        }
+        // moby does not map whiteout owners: the kernel wrote them, already host-relative.
+        setOwner(&h, host: (info.uid, info.gid), tar: (info.uid, info.gid))
         h.mtime = info.mtime
         try writeMetaEntry(h)
     }
@@ -122,8 +117,7 @@ public final class LayerWriter {
 
     /// The whiteout of a deleted path: an empty regular file `.wh.NAME`, mode 0, owner 0:0.
     public func writeWhiteout(for path: [UInt8], time: Int64? = nil) throws {
-        let (dir, base) = LayerPath.split(path)
-        var h = TarHeader(name: LayerPath.join(dir, Bytes.of(".wh.") + base), kind: .regular)
+        var h = Self.whiteoutHeader(for: path)
         h.mtime = time ?? options.whiteoutTime
         try writeMetaEntry(h)
     }
@@ -137,6 +131,22 @@ public final class LayerWriter {
         h.userName = dirHeader.userName
         h.groupName = dirHeader.groupName
         try writeMetaEntry(h)
+    }
+
+    /// `DIR/.wh.BASE` for a deleted `DIR/BASE`: an empty regular entry, mode 0, owner 0:0.
+    static func whiteoutHeader(for path: [UInt8]) -> TarHeader {
+        let (dir, base) = LayerPath.split(path)
+        return TarHeader(name: LayerPath.join(dir, Bytes.of(".wh.") + base), kind: .regular)
+    }
+
+    /// Owner IDs as the tar carries them, names (moby profile) looked up from the host IDs.
+    private func setOwner(_ h: inout TarHeader, host: (uid: UInt32, gid: UInt32), tar: (uid: UInt32, gid: UInt32)) {
+        h.uid = Int(tar.uid)
+        h.gid = Int(tar.gid)
+        if options.profile == .moby {
+            h.userName = names.user(host.uid)
+            h.groupName = names.group(host.gid)
+        }
     }
 
     /// Whiteouts and opaque markers: their mode field never carries type bits (moby writes them so).
@@ -168,12 +178,7 @@ public final class LayerWriter {
         }
         var h = TarHeader(name: info.isDirectory ? path + [LayerPath.slash] : path, kind: kind)
         h.mode = info.permissions
-        h.uid = Int(ids.uid)
-        h.gid = Int(ids.gid)
-        if options.profile == .moby {
-            h.userName = names.user(info.uid)
-            h.groupName = names.group(info.gid)
-        }
+        setOwner(&h, host: (info.uid, info.gid), tar: ids)
         h.mtime = info.mtime
         h.xattrs = xattrs
         if kind == .symlink { h.linkName = linkTarget ?? [] }
