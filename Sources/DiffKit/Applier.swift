@@ -79,6 +79,8 @@ public final class Applier {
     /// Apply every entry of `reader`; returns the sum of the entries' header sizes (§4.8).
     public func apply(_ reader: TarReader, archive: String) throws -> Int64 {
         archiveName = archive
+        let logger = options.logger
+        reader.onWarning = { entry, message in logger.warning("\(archive): entry \(entry): \(message)") }
         var size: Int64 = 0
         while let h = try reader.next() {
             size += h.size

@@ -8,7 +8,6 @@ public enum DiffKitError: Error, CustomStringConvertible, Sendable {
     case unmappedID(entry: String, uid: Int, gid: Int)
     case unsupportedEntry(entry: String, reason: String)
     case invalidIDMap(String)
-    case invalidArgument(String)
     /// A failure while applying an entry: the entry, and what went wrong.
     case applyFailed(archive: String, entry: String, underlying: String)
 
@@ -19,7 +18,6 @@ public enum DiffKitError: Error, CustomStringConvertible, Sendable {
         case let .unmappedID(e, u, g): return "entry \(e): owner \(u):\(g) cannot be mapped to a host ID"
         case let .unsupportedEntry(e, r): return "entry \(e): \(r)"
         case let .invalidIDMap(s): return "invalid ID map '\(s)': expected CONTAINER:HOST:SIZE"
-        case let .invalidArgument(s): return s
         case let .applyFailed(a, e, u): return "\(a): entry \(e): \(u)"
         }
     }

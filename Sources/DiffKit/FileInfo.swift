@@ -99,7 +99,4 @@ public enum LayerPath {
         }
         return out
     }
-
-    /// "/" + path, the form change lists print and sort by.
-    public static func absolute(_ path: [UInt8]) -> [UInt8] { [slash] + path }
 }

@@ -102,7 +102,7 @@ public enum TreeCopy {
             }
         }
         let src = dir.absoluteChild(name)
-        for x in try Sys.listXattrs(path: src) {
+        for x in try Sys.listXattrs(path: src, dirfd: dir.fd, name: name) {
             guard let v = try Sys.getXattr(path: src, name: x) else { continue }
             let r = Sys.setXattr(path: Bytes.of("/proc/self/fd/\(dfd)/") + name, name: x, value: v)
             if r != 0 && r != ENOTSUP && r != EPERM { throw SystemError("setxattr \(Bytes.string(x))", shown, errno: r) }

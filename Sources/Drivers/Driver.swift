@@ -72,8 +72,6 @@ public final class RefCounter: @unchecked Sendable {
             return n
         }
     }
-
-    public func count(_ id: String) -> Int { lock.withLock { counts[id, default: 0] } }
 }
 
 #if canImport(Glibc)

@@ -20,9 +20,8 @@ struct StoreOptions: ParsableArguments {
 
     var homePath: String {
         if let home { return home }
-        let env = ProcessInfoLite.environment
-        if let x = env["XDG_DATA_HOME"], !x.isEmpty { return x + "/difftool" }
-        return (env["HOME"] ?? "/root") + "/.local/share/difftool"
+        if let x = getenv("XDG_DATA_HOME").map({ String(cString: $0) }), !x.isEmpty { return x + "/difftool" }
+        return (getenv("HOME").map { String(cString: $0) } ?? "/root") + "/.local/share/difftool"
     }
 
     /// (driver options, layer options), split by whether the key names a driver.
@@ -60,19 +59,6 @@ struct ProfileOption: ParsableArguments {
     func exportOptions(idMap: IDMap = .identity) throws -> ExportOptions {
         guard let p = HeaderProfile(rawValue: profile) else { throw CLIError(message: "--profile: expected moby or containerd") }
         return ExportOptions(idMap: idMap, profile: p)
-    }
-}
-
-enum ProcessInfoLite {
-    static var environment: [String: String] {
-        var out: [String: String] = [:]
-        var p = environ
-        while let s = p.pointee {
-            let kv = String(cString: s)
-            if let eq = kv.firstIndex(of: "=") { out[String(kv[..<eq])] = String(kv[kv.index(after: eq)...]) }
-            p += 1
-        }
-        return out
     }
 }
 

@@ -38,15 +38,9 @@ int dk_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint6
 }
 uint64_t dk_resolve_in_root(void) { return RESOLVE_IN_ROOT; }
 uint64_t dk_resolve_no_magiclinks(void) { return RESOLVE_NO_MAGICLINKS; }
-uint64_t dk_resolve_no_symlinks(void) { return RESOLVE_NO_SYMLINKS; }
-uint64_t dk_resolve_beneath(void) { return RESOLVE_BENEATH; }
 
-int dk_renameat2(int od, const char *op, int nd, const char *np, unsigned int flags) {
-    return (int)syscall(SYS_renameat2, od, op, nd, np, flags);
-}
 ssize_t dk_copy_file_range(int in, int out, size_t len) { return copy_file_range(in, NULL, out, NULL, len, 0); }
 int dk_ficlone(int dst, int src) { return ioctl(dst, FICLONE, src); }
-long dk_utime_omit(void) { return UTIME_OMIT; }
 int dk_o_path(void) { return O_PATH; }
 int dk_set_pipe_size(int fd, int size) { return fcntl(fd, F_SETPIPE_SZ, size); }
 int dk_mknodat(int dirfd, const char *path, uint32_t mode, uint64_t dev) { return mknodat(dirfd, path, mode, dev); }

@@ -9,7 +9,6 @@ import Glibc
 
 public enum Sys {
     public static let atSymlinkNoFollow = AT_SYMLINK_NOFOLLOW
-    public static let utimeOmit = dk_utime_omit()
     /// O_PATH: a descriptor that only names a place, for *at calls.
     public static let oPath = dk_o_path()
 
@@ -258,11 +257,6 @@ public enum Sys {
     }
 
     public static func ficlone(dst: Int32, src: Int32) -> Bool { dk_ficlone(dst, src) == 0 }
-
-    public static func renameat2(_ od: Int32, _ op: [UInt8], _ nd: Int32, _ np: [UInt8], flags: UInt32 = 0) -> Int32 {
-        let r = withCString(op) { o in withCString(np) { n in dk_renameat2(od, o, nd, n, flags) } }
-        return r == 0 ? 0 : errno
-    }
 
     /// When `fd` is a pipe, let it hold `size` bytes, so a writer of large chunks does not stall
     /// on every 64 KiB the reader has not taken yet (best effort; limited by pipe-max-size).

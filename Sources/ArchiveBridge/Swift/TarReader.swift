@@ -14,8 +14,9 @@ public final class TarReader {
     private var current: String? = nil
     /// Entries returned so far.
     public private(set) var entries = 0
-    /// Warnings libarchive gave (entry, message), e.g. a name not valid in the locale.
-    public private(set) var warnings: [(String, String)] = []
+    /// Called with (entry, message) for each warning libarchive gives (e.g. a name it could not
+    /// convert); the reader goes on.
+    public var onWarning: ((String, String) -> Void)?
 
     /// Read from `fd`; `name` is what errors call the archive.
     public init(fd: Int32, name: String) throws {
@@ -57,7 +58,7 @@ public final class TarReader {
         case ARCHIVE_OK, ARCHIVE_EOF: return
         case ARCHIVE_WARN:
             let msg = archive_error_string(archive).map { String(cString: $0) } ?? "warning"
-            warnings.append((current ?? "", msg))
+            onWarning?(current ?? "", msg)
         default: throw failure()
         }
     }
@@ -146,9 +147,6 @@ public final class TarReader {
             if size > 0, let buf { try body(UnsafeRawBufferPointer(start: buf, count: size), offset) }
         }
     }
-
-    /// Bytes read from the input so far (compressed).
-    public var inputBytes: Int64 { archive_filter_bytes(archive, -1) }
 }
 
 /// libarchive converts names through the locale; in the C locale its pax code misbehaves with

@@ -1,5 +1,5 @@
 // dkshim: the syscalls and macros Swift cannot reach through Glibc (xattrs, makedev,
-// getdents64, openat2, renameat2, copy_file_range, FICLONE, UTIME_OMIT). Nothing else.
+// getdents64, openat2, copy_file_range, FICLONE, O_PATH, F_SETPIPE_SZ). Nothing else.
 #ifndef DKSHIM_H
 #define DKSHIM_H
 #include <stddef.h>
@@ -23,13 +23,9 @@ uint32_t dk_minor(uint64_t dev);
 int dk_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 uint64_t dk_resolve_in_root(void);
 uint64_t dk_resolve_no_magiclinks(void);
-uint64_t dk_resolve_no_symlinks(void);
-uint64_t dk_resolve_beneath(void);
 
-int dk_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 ssize_t dk_copy_file_range(int fd_in, int fd_out, size_t len);
 int dk_ficlone(int dst, int src);
-long dk_utime_omit(void);
 int dk_o_path(void);
 // listxattrat(2) (Linux 6.13+), not following a final symlink; -1/ENOSYS on older kernels.
 ssize_t dk_listxattrat(int dirfd, const char *name, char *list, size_t size);
