@@ -132,19 +132,20 @@ public final class Applier {
 
         let pfd = try resolveParent(parent, comps: comps.dropLast())
         var h = h
+        var plnkSource: [UInt8]? = nil
         if h.kind == .hardlink, LayerPath.components(h.linkName).first == Self.whPlnk {
-            h = try materializePlnk(h)
+            (h, plnkSource) = try materializePlnk(h)
         }
         guard let ids = options.idMap.toHost(uid: UInt32(clamping: h.uid), gid: UInt32(clamping: h.gid)),
               h.uid >= 0, h.gid >= 0 else {
             throw DiffKitError.unmappedID(entry: entryName, uid: h.uid, gid: h.gid)
         }
-        try create(pfd, base, path, h, uid: ids.uid, gid: ids.gid, reader: reader)
+        try create(pfd, base, path, h, uid: ids.uid, gid: ids.gid, reader: reader, plnkSource: plnkSource)
         unpacked.insert(path.hashValue)
     }
 
     private func create(_ pfd: Int32, _ base: [UInt8], _ path: [UInt8], _ h: TarHeader,
-                        uid: UInt32, gid: UInt32, reader: TarReader) throws {
+                        uid: UInt32, gid: UInt32, reader: TarReader, plnkSource: [UInt8]? = nil) throws {
         let shown = root + [LayerPath.slash] + path
         let perm = h.mode & 0o7777
         switch h.kind {
@@ -176,8 +177,7 @@ public final class Applier {
             var end: Int64 = 0
             var sequential = true
             let source: (((UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Void)
-            if let plnk = pendingPlnkSource {
-                pendingPlnkSource = nil
+            if let plnk = plnkSource {
                 source = { body in try Self.readFile(plnk, body) }
             } else {
                 source = { body in try reader.readData(body) }
@@ -494,8 +494,9 @@ public final class Applier {
         plnkHeaders[base] = h
     }
 
-    /// A hardlink to `.wh..wh.plnk/X` becomes a regular file with the pseudo-link's content.
-    private func materializePlnk(_ h: TarHeader) throws -> TarHeader {
+    /// A hardlink to `.wh..wh.plnk/X` becomes a regular file with the pseudo-link's header and
+    /// content: returns that header and the stashed file holding the content.
+    private func materializePlnk(_ h: TarHeader) throws -> (TarHeader, [UInt8]) {
         let target = LayerPath.components(h.linkName)
         guard target.count == 2, let stash = plnkHeaders[target[1]], let dir = plnkDir else {
             throw DiffKitError.unsupportedEntry(entry: entryName, reason: "invalid aufs hardlink to \(Bytes.string(h.linkName))")
@@ -503,11 +504,8 @@ public final class Applier {
         var out = stash
         out.name = h.name
         out.kind = .regular
-        pendingPlnkSource = dir + [LayerPath.slash] + target[1]
-        return out
+        return (out, dir + [LayerPath.slash] + target[1])
     }
-
-    private var pendingPlnkSource: [UInt8]? = nil
 
     private static func readFile(_ path: [UInt8], _ body: (UnsafeRawBufferPointer, Int64) throws -> Void) throws {
         let fd = try Sys.open(path, O_RDONLY)
