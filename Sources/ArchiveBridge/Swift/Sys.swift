@@ -36,9 +36,11 @@ public enum Sys {
     }
 
     /// `openat`, reporting `shown` (the full path) on failure.
-    public static func openat(_ dirfd: Int32, _ name: [UInt8], _ flags: Int32, mode: mode_t = 0, shown: [UInt8]? = nil) throws -> Int32 {
+    /// `shown` (the path errors name) is only built when the call fails.
+    public static func openat(_ dirfd: Int32, _ name: [UInt8], _ flags: Int32, mode: mode_t = 0,
+                              shown: @autoclosure () -> [UInt8]? = nil) throws -> Int32 {
         let fd = withCString(name) { n in retry { Glibc.openat(dirfd, n, flags | O_CLOEXEC, mode) } }
-        if fd < 0 { throw SystemError("open", shown ?? name, errno: errno) }
+        if fd < 0 { let e = errno; throw SystemError("open", shown() ?? name, errno: e) }
         return fd
     }
 
@@ -60,20 +62,21 @@ public enum Sys {
 
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
-    public static func fstatat(_ dirfd: Int32, _ name: [UInt8], shown: [UInt8]? = nil) throws -> stat {
+    public static func fstatat(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> stat {
         var st = stat()
         let r = withCString(name) { n in retry { Glibc.fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) } }
-        if r != 0 { throw SystemError("lstat", shown ?? name, errno: errno) }
+        if r != 0 { let e = errno; throw SystemError("lstat", shown() ?? name, errno: e) }
         return st
     }
 
     /// lstat relative to `dirfd`; nil when the name does not exist.
-    public static func lstatIfExists(_ dirfd: Int32, _ name: [UInt8], shown: [UInt8]? = nil) throws -> stat? {
+    public static func lstatIfExists(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> stat? {
         var st = stat()
         let r = withCString(name) { n in retry { Glibc.fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) } }
         if r == 0 { return st }
-        if errno == ENOENT || errno == ENOTDIR { return nil }
-        throw SystemError("lstat", shown ?? name, errno: errno)
+        let e = errno
+        if e == ENOENT || e == ENOTDIR { return nil }
+        throw SystemError("lstat", shown() ?? name, errno: e)
     }
 
     public static func fstat(_ fd: Int32, shown: [UInt8]) throws -> stat {
@@ -82,7 +85,7 @@ public enum Sys {
         return st
     }
 
-    public static func readlinkat(_ dirfd: Int32, _ name: [UInt8], shown: [UInt8]? = nil) throws -> [UInt8] {
+    public static func readlinkat(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> [UInt8] {
         var size = 256
         while true {
             var buf = [UInt8](repeating: 0, count: size)
@@ -91,7 +94,7 @@ public enum Sys {
                     Glibc.readlinkat(dirfd, p, UnsafeMutableRawPointer(b.baseAddress!).assumingMemoryBound(to: CChar.self), size)
                 }
             }
-            if n < 0 { throw SystemError("readlink", shown ?? name, errno: errno) }
+            if n < 0 { let e = errno; throw SystemError("readlink", shown() ?? name, errno: e) }
             if n < size { return Array(buf[0..<n]) }
             size *= 4
         }
