@@ -15,6 +15,11 @@ import Glibc
 public struct ApplyOptions: Sendable {
     public var idMap: IDMap = .identity
     public var whiteouts: WhiteoutForm = .plain
+    /// Where a parent directory the stream does not carry is made, it takes the mode and owner
+    /// of the same directory in the first of these trees that has it (the lower dirs, nearest
+    /// first, when the root is an overlay upper: the merged view keeps the lower's attributes).
+    /// Without one, or when none has it, it is made 0755 root-owned.
+    public var parentTemplates: [[UInt8]] = []
     /// Device nodes cannot be made in a user namespace: skip them (with a warning).
     public var inUserNamespace: Bool = ApplyOptions.detectUserNamespace()
     public var logger: Logger = Logger(label: "diffkit")
@@ -156,6 +161,11 @@ public final class Applier {
                 if st.st_mode & S_IFMT != S_IFDIR {
                     try replace(pfd, base, shown)
                     r = mkdir(pfd, base, perm)
+                    // A directory made over an overlay whiteout hides what the whiteout hid, as the
+                    // kernel's own does: it is opaque.
+                    if r == 0, case let .overlay(prefix) = options.whiteouts, st.st_mode & S_IFMT == S_IFCHR, st.st_rdev == 0 {
+                        try setOpaque(pfd, base, prefix, shown)
+                    }
                 } else {
                     r = 0
                 }
@@ -379,11 +389,17 @@ public final class Applier {
             try removeNotUnpacked(dfd, parent, shown)
             if let cachedPath, cachedPath != parent { invalidate(removed: parent) }
         case let .overlay(prefix):
-            let r = Sys.setXattr(path: [], fd: dfd, name: Bytes.of(prefix + "overlay.opaque"), value: [UInt8(ascii: "y")])
-            if r != 0 { throw SystemError("setxattr \(prefix)overlay.opaque", shown, errno: r) }
+            try setOpaque(dfd, [UInt8(ascii: ".")], prefix, shown)
         case .aufs:
             break
         }
+    }
+
+    private func setOpaque(_ pfd: Int32, _ name: [UInt8], _ prefix: String, _ shown: [UInt8]) throws {
+        let fd = try Sys.openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, shown: shown)
+        defer { Sys.close(fd) }
+        let r = Sys.setXattr(path: [], fd: fd, name: Bytes.of(prefix + "overlay.opaque"), value: [UInt8(ascii: "y")])
+        if r != 0 { throw SystemError("setxattr \(prefix)overlay.opaque", shown, errno: r) }
     }
 
     private func removeNotUnpacked(_ dfd: Int32, _ path: [UInt8], _ shown: [UInt8]) throws {
@@ -415,6 +431,16 @@ public final class Applier {
 
     /// The parent directory of an entry, resolved inside the root; missing directories are
     /// created (0755, owned by the applier), each step resolved inside the root again.
+    /// The directory an implicit parent copies (see `parentTemplates`); a non-directory in a
+    /// template hides the ones after it.
+    private func template(for path: [UInt8]) -> stat? {
+        for t in options.parentTemplates {
+            guard let st = try? Sys.lstatIfExists(AT_FDCWD, t + [LayerPath.slash] + path) else { continue }
+            return st.st_mode & S_IFMT == S_IFDIR ? st : nil
+        }
+        return nil
+    }
+
     private func resolveParent(_ parent: [UInt8], comps: ArraySlice<[UInt8]>) throws -> Int32 {
         if let cachedPath, cachedPath == parent { return cachedFd }
         dropCache()
@@ -429,7 +455,10 @@ public final class Applier {
                 let (pfd, perr) = Sys.openInRoot(rootfd, prefix, Sys.oPath | O_DIRECTORY)
                 if pfd < 0 { throw SystemError("resolve", root + [LayerPath.slash] + prefix, errno: perr) }
                 let r = Sys.withCString(c) { mkdirat(pfd, $0, 0o755) } == 0 ? 0 : errno
-                if r == 0 && Self.umaskBits & 0o755 != 0 {
+                if r == 0, let t = template(for: next) {
+                    _ = Sys.withCString(c) { fchownat(pfd, $0, t.st_uid, t.st_gid, AT_SYMLINK_NOFOLLOW) }
+                    _ = Sys.withCString(c) { fchmodat(pfd, $0, t.st_mode & 0o7777, 0) }
+                } else if r == 0 && Self.umaskBits & 0o755 != 0 {
                     _ = Sys.withCString(c) { fchmodat(pfd, $0, 0o755, 0) }
                 }
                 Sys.close(pfd)

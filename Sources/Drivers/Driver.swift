@@ -1,5 +1,6 @@
 // The driver contract (BEHAVIOUR.md §7.1). A driver is "where the layer directories are";
-// the diff operations come from one shared implementation (NaiveDiff) on top of get/put.
+// the diff operations default to one shared implementation (NaiveDiff) on top of get/put,
+// which a driver with native diffs (overlay2) uses whenever its own does not apply.
 import ArchiveBridge
 import DiffKit
 
@@ -7,8 +8,6 @@ public protocol Driver: AnyObject {
     /// `vfs`, `overlay2`, `btrfs`, `aufs`.
     var name: String { get }
     var home: [UInt8] { get }
-    /// How this driver stores deletions on disk.
-    var whiteoutForm: WhiteoutForm { get }
     /// Owner of layer roots (the ID map's root pair).
     var idMap: IDMap { get }
 
@@ -22,6 +21,15 @@ public protocol Driver: AnyObject {
     func status() -> [(String, String)]
     func metadata(id: String) throws -> [String: String]
     func cleanup() throws
+
+    /// Changes of `id` against `parent` (nil: against an empty tree), in path order.
+    func changes(id: String, parent: String?) throws -> [Change]
+    /// The layer as a tar of its changes against `parent` (a full tar without parent).
+    func diff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws
+    /// Apply a layer tar onto layer `id` (created on its parent); returns the applied size.
+    func applyDiff(id: String, from reader: TarReader, name: String, options: ApplyOptions) throws -> Int64
+    /// The size of the layer's changes against `parent`.
+    func diffSize(id: String, parent: String?) throws -> Int64
 }
 
 public enum DriverError: Error, CustomStringConvertible {
@@ -32,16 +40,24 @@ public enum DriverError: Error, CustomStringConvertible {
     case invalidID(String)
     case parentNotFound(id: String, parent: String)
     case inUse(String)
+    case notSupported(driver: String, reason: String)
+    case maxDepthExceeded(id: String, limit: Int)
+    case mountDataTooLarge(id: String, length: Int)
+    case emptyID
 
     public var description: String {
         switch self {
-        case let .unknownDriver(n): return "unknown driver '\(n)' (known: vfs)"
+        case let .unknownDriver(n): return "unknown driver '\(n)' (known: \(LayerStore.drivers.joined(separator: ", ")))"
         case let .invalidOption(d, k, r): return "\(d): option '\(k)': \(r)"
         case let .layerNotFound(id): return "layer \(id): not found"
         case let .layerExists(id): return "layer \(id): already exists"
         case let .invalidID(id): return "invalid layer id '\(id)': use letters, digits, '.', '_' or '-'"
         case let .parentNotFound(id, p): return "layer \(id): parent \(p) not found"
         case let .inUse(id): return "layer \(id): in use"
+        case let .notSupported(d, r): return "\(d) is not supported here: \(r)"
+        case let .maxDepthExceeded(id, n): return "layer \(id): max depth exceeded (at most \(n) lower layers)"
+        case let .mountDataTooLarge(id, n): return "layer \(id): cannot mount layer, mount label too large \(n)"
+        case .emptyID: return "refusing to remove the directories: id is empty"
         }
     }
 }
@@ -54,24 +70,39 @@ func validate(id: String) throws {
     else { throw DriverError.invalidID(id) }
 }
 
-/// Per-id reference counts for get/put (DRV-RC-1), safe across threads.
+/// Per-id reference counts for get/put (DRV-RC-1), safe across threads. With a mount check, the
+/// count follows the kernel as containers/storage's does: a layer found mounted (by an earlier
+/// process, say) counts as one reference, one found unmounted (externally) as none.
 public final class RefCounter: @unchecked Sendable {
     private var counts: [String: Int] = [:]
     private let lock = NSLockish()
+    private let isMounted: ((String) -> Bool)?
 
-    public init() {}
+    public init(isMounted: ((String) -> Bool)? = nil) { self.isMounted = isMounted }
+
+    private func checked(_ id: String) -> Int {
+        let n = counts[id, default: 0]
+        guard let isMounted else { return n }
+        let mounted = isMounted(id)
+        if n == 0 && mounted { return 1 }
+        if n > 0 && !mounted { return 0 }
+        return n
+    }
 
     /// Returns the new count.
-    public func increment(_ id: String) -> Int { lock.withLock { counts[id, default: 0] += 1; return counts[id]! } }
+    public func increment(_ id: String) -> Int { lock.withLock { let n = checked(id) + 1; counts[id] = n; return n } }
 
     /// Returns the new count (never below 0).
     public func decrement(_ id: String) -> Int {
         lock.withLock {
-            let n = max(0, counts[id, default: 0] - 1)
+            let n = max(0, checked(id) - 1)
             if n == 0 { counts[id] = nil } else { counts[id] = n }
             return n
         }
     }
+
+    /// Ids with a reference.
+    public var held: [String] { lock.withLock { Array(counts.keys) } }
 }
 
 #if canImport(Glibc)

@@ -16,6 +16,8 @@ public struct LayerRecord: Sendable, Equatable {
 }
 
 public final class LayerStore {
+    /// The drivers a store can be opened with.
+    public static let drivers = ["vfs", "overlay2"]
     public let driver: Driver
     let meta: [UInt8]
 
@@ -24,6 +26,8 @@ public final class LayerStore {
     public init(driverName: String, home: [UInt8], driverOptions: [String: String] = [:], idMap: IDMap = .identity) throws {
         switch driverName {
         case "vfs": driver = try VFSDriver(home: home + Bytes.of("/vfs"), options: driverOptions, idMap: idMap)
+        case "overlay2", "overlay":
+            driver = try Overlay2Driver(home: home + Bytes.of("/overlay2"), options: driverOptions, idMap: idMap)
         default: throw DriverError.unknownDriver(driverName)
         }
         meta = home + Bytes.of("/layers")
@@ -188,9 +192,10 @@ public final class LayerStore {
 }
 
 /// Write to `path.tmp`, fsync, rename over `path`.
-func writeFileAtomically(_ path: [UInt8], _ data: [UInt8]) throws {
+func writeFileAtomically(_ path: [UInt8], _ data: [UInt8], mode: mode_t = 0o600) throws {
     let tmp = path + Bytes.of(".tmp")
-    let fd = try Sys.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+    let fd = try Sys.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+    _ = fchmod(fd, mode)
     do {
         try data.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: Bytes.string(tmp)) }
         _ = fsync(fd)

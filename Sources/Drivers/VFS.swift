@@ -9,7 +9,6 @@ import Glibc
 public final class VFSDriver: Driver {
     public let name = "vfs"
     public let home: [UInt8]
-    public let whiteoutForm = WhiteoutForm.plain
     public let idMap: IDMap
     private let refs = RefCounter()
     private var ignoreChownErrors = false

@@ -57,3 +57,81 @@ int dk_statfs_type(int fd, int64_t *type) {
 ssize_t dk_listxattrat(int dirfd, const char *name, char *list, size_t size) {
     return syscall(SYS_listxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, list, size);
 }
+
+#include <linux/dqblk_xfs.h>
+#include <linux/mount.h>
+#include <linux/quota.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+
+#ifndef SYS_fsopen
+#define SYS_move_mount 429
+#define SYS_fsopen 430
+#define SYS_fsconfig 431
+#define SYS_fsmount 432
+#endif
+int dk_fsopen(const char *fstype) { return (int)syscall(SYS_fsopen, fstype, 1 /* FSOPEN_CLOEXEC */); }
+int dk_fsconfig_string(int fd, const char *k, const char *v) { return (int)syscall(SYS_fsconfig, fd, FSCONFIG_SET_STRING, k, v, 0); }
+int dk_fsconfig_flag(int fd, const char *k) { return (int)syscall(SYS_fsconfig, fd, FSCONFIG_SET_FLAG, k, NULL, 0); }
+int dk_fsconfig_create(int fd) { return (int)syscall(SYS_fsconfig, fd, FSCONFIG_CMD_CREATE, NULL, NULL, 0); }
+int dk_fsmount(int fd) { return (int)syscall(SYS_fsmount, fd, FSMOUNT_CLOEXEC, 0); }
+int dk_move_mount(int mfd, const char *target) {
+    return (int)syscall(SYS_move_mount, mfd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+int dk_mount_overlay_from(const char *dir, const char *target, const char *data) {
+    pid_t pid = fork();
+    if (pid < 0) return errno;
+    if (pid == 0) {
+        if (chdir(dir) != 0) _exit(errno & 0xff);
+        _exit(mount("overlay", target, "overlay", 0, data) == 0 ? 0 : (errno & 0xff));
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return errno;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : EINTR;
+}
+
+int dk_get_project(int fd, uint32_t *id) {
+    struct fsxattr fsx;
+    if (ioctl(fd, FS_IOC_FSGETXATTR, &fsx) != 0) return -1;
+    *id = fsx.fsx_projid;
+    return 0;
+}
+int dk_set_project(int fd, uint32_t id) {
+    struct fsxattr fsx;
+    if (ioctl(fd, FS_IOC_FSGETXATTR, &fsx) != 0) return -1;
+    fsx.fsx_projid = id;
+    fsx.fsx_xflags |= FS_XFLAG_PROJINHERIT;
+    return ioctl(fd, FS_IOC_FSSETXATTR, &fsx);
+}
+
+#ifndef SYS_quotactl_fd
+#define SYS_quotactl_fd 443
+#endif
+static int quota_call(int fsfd, const char *device, int cmd, uint32_t id, void *addr) {
+    int r = (int)syscall(SYS_quotactl_fd, fsfd, QCMD(cmd, PRJQUOTA), id, addr);
+    if (r != 0 && errno == ENOSYS && device != NULL) r = (int)syscall(SYS_quotactl, QCMD(cmd, PRJQUOTA), device, id, addr);
+    return r;
+}
+int dk_project_set_limit(int fsfd, const char *device, uint32_t id, uint64_t bytes) {
+    struct fs_disk_quota d;
+    memset(&d, 0, sizeof d);
+    d.d_version = FS_DQUOT_VERSION;
+    d.d_id = id;
+    d.d_flags = FS_PROJ_QUOTA;
+    d.d_fieldmask = FS_DQ_BHARD | FS_DQ_BSOFT;
+    d.d_blk_hardlimit = bytes / 512;
+    d.d_blk_softlimit = bytes / 512;
+    return quota_call(fsfd, device, Q_XSETQLIM, id, &d);
+}
+int dk_project_get(int fsfd, const char *device, uint32_t id, uint64_t *limit, uint64_t *used) {
+    struct fs_disk_quota d;
+    memset(&d, 0, sizeof d);
+    if (quota_call(fsfd, device, Q_XGETQUOTA, id, &d) != 0) return -1;
+    *limit = d.d_blk_hardlimit * 512;
+    *used = d.d_bcount * 512;
+    return 0;
+}

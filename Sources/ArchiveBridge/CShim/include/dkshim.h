@@ -1,5 +1,6 @@
 // dkshim: the syscalls and macros Swift cannot reach through Glibc (xattrs, makedev,
-// getdents64, openat2, copy_file_range, FICLONE, O_PATH, F_SETPIPE_SZ). Nothing else.
+// getdents64, openat2, copy_file_range, FICLONE, O_PATH, F_SETPIPE_SZ, the new mount API,
+// a mount from another directory, project quotas). Nothing else.
 #ifndef DKSHIM_H
 #define DKSHIM_H
 #include <stddef.h>
@@ -33,4 +34,26 @@ ssize_t dk_listxattrat(int dirfd, const char *name, char *list, size_t size);
 int dk_set_pipe_size(int fd, int size);
 int dk_mknodat(int dirfd, const char *path, uint32_t mode, uint64_t dev);
 int dk_statfs_type(int fd, int64_t *type);
+
+// The new mount API (Linux 5.2+): build an overlay superblock parameter by parameter, so a
+// lower-dir list is not bound by mount(2)'s one page of data (`lowerdir+` needs Linux 6.8).
+// Each returns -1 and sets errno on failure.
+int dk_fsopen(const char *fstype);
+int dk_fsconfig_string(int fsfd, const char *key, const char *value);
+int dk_fsconfig_flag(int fsfd, const char *key);
+int dk_fsconfig_create(int fsfd);
+int dk_fsmount(int fsfd);
+int dk_move_mount(int mntfd, const char *target);
+
+// mount(2) of overlay with paths relative to `dir`: done in a forked child that chdir()s first,
+// so the caller's working directory never changes. Returns 0 or an errno.
+int dk_mount_overlay_from(const char *dir, const char *target, const char *data);
+
+// Project quotas (xfs): the project ID of an open directory, setting it (with PROJINHERIT),
+// and the limit/usage of a project through quotactl_fd(2) on any fd of the filesystem, or
+// quotactl(2) on `device` where quotactl_fd is missing (ENOSYS). 0 or -1 with errno.
+int dk_get_project(int fd, uint32_t *id);
+int dk_set_project(int fd, uint32_t id);
+int dk_project_set_limit(int fsfd, const char *device, uint32_t id, uint64_t bytes);
+int dk_project_get(int fsfd, const char *device, uint32_t id, uint64_t *limit, uint64_t *used);
 #endif

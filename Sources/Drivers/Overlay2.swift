@@ -1,0 +1,468 @@
+// overlay2 (BEHAVIOUR.md §7.3): moby's on-disk layout, so an existing store is readable.
+//
+//   home/l/<LINK>        -> ../<id>/diff   (26-character link ids keep mount data short)
+//   home/<id>/diff       the layer's own content: the upper dir when mounted
+//   home/<id>/link       <LINK>
+//   home/<id>/lower      l/<P1>:l/<P2>:…, nearest parent first (children only)
+//   home/<id>/work       overlay's work dir (children only)
+//   home/<id>/merged     the mount point, made by get and removed by the last put
+//   home/<id>/committed  written when a child is made: the layer then mounts read-only
+//
+// Diffs are native (the diff dir is the layer's change set) when the parent is the layer's
+// direct lower and the kernel passed the native-diff probe; otherwise the naive diff of the
+// mounted views, shared with every driver.
+import ArchiveBridge
+import DiffKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class Overlay2Driver: Driver {
+    public let name = "overlay2"
+    public let home: [UInt8]
+    public let idMap: IDMap
+
+    /// Whether exports, changes and sizes may read the diff dir directly, and if not why.
+    public let nativeDiff: (usable: Bool, reason: String)
+    /// In a user namespace overlay keeps its state in `user.overlay.*` and mounts with `userxattr`.
+    public let userxattr: Bool
+    var xattrPrefix: String { userxattr ? "user." : "trusted." }
+    /// Options every mount gets: `index=off` where the kernel knows it, `userxattr`, and
+    /// `metacopy=off` where metacopy is on by default (a metadata-only copy-up has no data to export).
+    let mountOptions: [String]
+    /// The kernel takes `lowerdir+` through fsconfig (Linux 6.8), so lower lists have no page limit.
+    let lowerdirPlus: Bool
+    /// Most lowers a layer may have: 128 (moby's page-size bound), or overlay's own 500 with `lowerdir+`.
+    public let maxLowers: Int
+    let backingFS: String
+    let supportsDType: Bool
+    private let quota: QuotaControl?
+    /// `overlay2.size`: the limit of every read-write layer without its own `size`.
+    private let defaultSize: UInt64?
+    private let refs: RefCounter
+    private let mountLock = NSLockish()
+    private var mountedHere = Set<String>()
+
+    /// Driver options: `overlay2.override_kernel_check=BOOL` (accepted, no effect: the kernel's
+    /// features are probed), `overlay2.size=SIZE` (needs xfs project quotas). `overlay.` works as
+    /// the prefix too (containers/storage). Anything else is refused.
+    public init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
+        var size: UInt64? = nil
+        for (key, value) in options {
+            let k = key.lowercased()
+            let bare = k.hasPrefix("overlay2.") ? k.dropFirst(9) : k.hasPrefix("overlay.") ? k.dropFirst(8) : Substring(k)
+            switch bare {
+            case "override_kernel_check":
+                guard parseBool(value) != nil else {
+                    throw DriverError.invalidOption(driver: "overlay2", key: key, reason: "expected true or false")
+                }
+            case "size" where k != "size":
+                guard let s = parseSize(value), s > 0 else {
+                    throw DriverError.invalidOption(driver: "overlay2", key: key, reason: "expected a size such as 10G")
+                }
+                size = s
+            default:
+                throw DriverError.invalidOption(driver: "overlay2", key: key, reason: "unknown option")
+            }
+        }
+        guard let fs = try? Sys.readFile(Bytes.of("/proc/filesystems")),
+              String(decoding: fs, as: UTF8.self).contains("\toverlay\n") else {
+            throw DriverError.notSupported(driver: "overlay2", reason: "the kernel has no overlay filesystem (modprobe overlay)")
+        }
+        self.home = home
+        self.idMap = idMap
+        let root = idMap.rootPair
+        try makeDirectory(home, mode: 0o710, uid: geteuid(), gid: root.gid)
+        try makeDirectory(home + Bytes.of("/l"), mode: 0o700, uid: geteuid(), gid: root.gid)
+        backingFS = backingFilesystem(home)
+        supportsDType = Overlay2Driver.supportsDType(home)
+        if !supportsDType {
+            throw DriverError.notSupported(driver: "overlay2", reason:
+                "\(Bytes.string(home)) is on \(backingFS) without d_type support (xfs: mkfs.xfs -n ftype=1)")
+        }
+        userxattr = ApplyOptions.detectUserNamespace()
+        var mo: [String] = []
+        if (try? Sys.fstatat(AT_FDCWD, Bytes.of("/sys/module/overlay/parameters/index"))) != nil { mo.append("index=off") }
+        if userxattr { mo.append("userxattr") }
+        if let m = try? Sys.readFile(Bytes.of("/sys/module/overlay/parameters/metacopy")), m.first == UInt8(ascii: "Y") {
+            mo.append("metacopy=off")
+        }
+        mountOptions = mo
+        let v = Sys.kernelVersion()
+        lowerdirPlus = v.count >= 2 && (v[0], v[1]) >= (6, 8)
+        maxLowers = lowerdirPlus ? 500 : 128
+        nativeDiff = userxattr
+            ? (false, "running in a user namespace")
+            : try Overlay2Driver.probeNativeDiff(home: home, mountOptions: mo, xattrPrefix: "trusted.")
+        quota = backingFS == "xfs" ? QuotaControl(home: home) : nil
+        defaultSize = size
+        refs = RefCounter(isMounted: { [home] id in Sys.isMountPoint(home + Bytes.of("/\(id)/merged")) })
+        if size != nil && quota == nil {
+            throw DriverError.invalidOption(driver: "overlay2", key: "overlay2.size", reason: quotaMissing)
+        }
+    }
+
+    private var quotaMissing: String {
+        "a size needs xfs project quotas; \(Bytes.string(home)) is on \(backingFS)" + (backingFS == "xfs" ? " mounted without pquota" : "")
+    }
+
+    // MARK: layout
+
+    func dir(_ id: String) -> [UInt8] { home + Bytes.of("/" + id) }
+    func diffDir(_ id: String) -> [UInt8] { dir(id) + Bytes.of("/diff") }
+    func workDir(_ id: String) -> [UInt8] { dir(id) + Bytes.of("/work") }
+    func mergedDir(_ id: String) -> [UInt8] { dir(id) + Bytes.of("/merged") }
+
+    /// The layer's link id (its name under `home/l`).
+    func link(_ id: String) throws -> String {
+        let text = String(decoding: try Sys.readFile(dir(id) + Bytes.of("/link")), as: UTF8.self)
+        guard text.count == 26, text.utf8.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x32 && $0 <= 0x37) }) else {
+            throw DriverError.invalidOption(driver: name, key: id, reason: "the layer's link file is damaged")
+        }
+        return text
+    }
+
+    /// The `lower` file's entries (`l/<LINK>`, nearest first); empty for a base layer.
+    func lowers(_ id: String) throws -> [String] {
+        guard let text = try? Sys.readFile(dir(id) + Bytes.of("/lower")) else { return [] }
+        return String(decoding: text, as: UTF8.self).split(separator: ":").map(String.init)
+    }
+
+    /// The lowers as absolute diff dirs (through the `l/` links, as moby's GetMetadata does).
+    func lowerDirs(_ id: String) throws -> [[UInt8]] {
+        try lowers(id).map { l in
+            let target = try Sys.readlinkat(AT_FDCWD, home + Bytes.of("/" + l))
+            // "../<id>/diff" relative to home/l
+            return home + [LayerPath.slash] + target.dropFirst(3)
+        }
+    }
+
+    /// A new random link id: 26 characters of base32 from 17 random bytes.
+    static func newLinkID() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".utf8)
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<17).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        var bits = 0, acc = 0
+        var out: [UInt8] = []
+        for b in bytes {
+            acc = (acc << 8) | Int(b)
+            bits += 8
+            while bits >= 5 && out.count < 26 {
+                out.append(alphabet[(acc >> (bits - 5)) & 31])
+                bits -= 5
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    // MARK: create / remove
+
+    public func create(id: String, parent: String?, options: [String: String]) throws {
+        if options["size"] != nil {
+            throw DriverError.invalidOption(driver: name, key: "size", reason: "a size is only supported for read-write layers")
+        }
+        try make(id: id, parent: parent, options: options, readWrite: false)
+    }
+
+    public func createReadWrite(id: String, parent: String?, options: [String: String]) throws {
+        try make(id: id, parent: parent, options: options, readWrite: true)
+    }
+
+    private func make(id: String, parent: String?, options: [String: String], readWrite: Bool) throws {
+        try validate(id: id)
+        var size = readWrite ? defaultSize : nil
+        for (k, v) in options {
+            guard k == "size" else { throw DriverError.invalidOption(driver: name, key: k, reason: "unknown storage option") }
+            guard let s = parseSize(v), s > 0 else { throw DriverError.invalidOption(driver: name, key: k, reason: "expected a size such as 10G") }
+            size = s
+        }
+        if size != nil && quota == nil { throw DriverError.invalidOption(driver: name, key: "size", reason: quotaMissing) }
+        if exists(id: id) { throw DriverError.layerExists(id) }
+        var lower: [String] = []
+        var rootAttributes = (mode: UInt32(0o755), uid: idMap.rootPair.uid, gid: idMap.rootPair.gid)
+        if let parent {
+            guard exists(id: parent) else { throw DriverError.parentNotFound(id: id, parent: parent) }
+            lower = ["l/" + (try link(parent))] + (try lowers(parent))
+            guard lower.count <= maxLowers else { throw DriverError.maxDepthExceeded(id: id, limit: maxLowers) }
+            // The merged root is the diff dir's root: it starts as the parent's looks.
+            let st = try Sys.fstatat(AT_FDCWD, diffDir(parent))
+            rootAttributes = (UInt32(st.st_mode) & 0o7777, st.st_uid, st.st_gid)
+        }
+        let root = idMap.rootPair
+        let path = dir(id)
+        if Sys.withCString(path, { mkdir($0, 0o710) }) != 0 { throw SystemError("mkdir", path, errno: errno) }
+        var linkID: String? = nil
+        do {
+            _ = chown(path, geteuid(), root.gid)
+            if let size { try quota!.setQuota(path, bytes: size) }
+            let diff = diffDir(id)
+            if Sys.withCString(diff, { mkdir($0, 0o700) }) != 0 { throw SystemError("mkdir", diff, errno: errno) }
+            if chown(diff, rootAttributes.uid, rootAttributes.gid) != 0 || chmod(diff, rootAttributes.mode) != 0 {
+                throw SystemError("chown/chmod", diff, errno: errno)
+            }
+            linkID = try makeLink(id)
+            try writeFileAtomically(path + Bytes.of("/link"), Bytes.of(linkID!), mode: 0o644)
+            if let parent {
+                try makeDirectory(workDir(id), mode: 0o700, uid: root.uid, gid: root.gid)
+                try writeFileAtomically(dir(parent) + Bytes.of("/committed"), [])
+                try writeFileAtomically(path + Bytes.of("/lower"), Bytes.of(lower.joined(separator: ":")), mode: 0o666)
+            }
+        } catch {
+            if let linkID { _ = Sys.withCString(home + Bytes.of("/l/" + linkID)) { unlink($0) } }
+            try? removeTree(AT_FDCWD, path)
+            throw error
+        }
+    }
+
+    /// `home/l/<new link id>` → `../<id>/diff`.
+    private func makeLink(_ id: String) throws -> String {
+        while true {
+            let l = Overlay2Driver.newLinkID()
+            let at = home + Bytes.of("/l/" + l)
+            if Sys.withCString(at, { symlink("../\(id)/diff", $0) }) == 0 { return l }
+            if errno != EEXIST { throw SystemError("symlink", at, errno: errno) }
+        }
+    }
+
+    public func remove(id: String) throws {
+        if id.isEmpty { throw DriverError.emptyID }
+        try validate(id: id)
+        guard exists(id: id) else { return }
+        try mountLock.withLock {
+            let merged = mergedDir(id)
+            while refs.decrement(id) > 0 {}
+            mountedHere.remove(id)
+            if Sys.isMountPoint(merged) { try Sys.unmount(merged) }
+        }
+        if let l = try? link(id) { _ = Sys.withCString(home + Bytes.of("/l/" + l)) { unlink($0) } }
+        try removeTree(AT_FDCWD, dir(id))
+    }
+
+    public func exists(id: String) -> Bool {
+        (try? validate(id: id)) != nil && (try? Sys.fstatat(AT_FDCWD, dir(id))) != nil
+    }
+
+    // MARK: get / put
+
+    public func get(id: String) throws -> [UInt8] {
+        try validate(id: id)
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        let lower = try lowers(id)
+        if lower.isEmpty { return diffDir(id) }
+        return try mountLock.withLock {
+            let merged = mergedDir(id)
+            if refs.increment(id) > 1 { return merged }
+            do {
+                try mount(id, lower)
+            } catch {
+                _ = refs.decrement(id)
+                _ = Sys.withCString(merged) { rmdir($0) }
+                throw error
+            }
+            mountedHere.insert(id)
+            return merged
+        }
+    }
+
+    public func put(id: String) throws {
+        try validate(id: id)
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        if try lowers(id).isEmpty { return }
+        try mountLock.withLock {
+            if refs.decrement(id) > 0 { return }
+            mountedHere.remove(id)
+            try unmount(id)
+        }
+    }
+
+    private func unmount(_ id: String) throws {
+        let merged = mergedDir(id)
+        if Sys.isMountPoint(merged) { try Sys.unmount(merged) }
+        _ = Sys.withCString(merged) { rmdir($0) }
+    }
+
+    /// Mount the layer on `merged`: with absolute paths when the data fits a page; else with
+    /// paths relative to home (moby's fallback); else one `lowerdir+` at a time (Linux 6.8).
+    private func mount(_ id: String, _ lower: [String]) throws {
+        let merged = mergedDir(id)
+        let root = idMap.rootPair
+        try makeDirectory(merged, mode: 0o700, uid: root.uid, gid: root.gid)
+        let committed = (try? Sys.fstatat(AT_FDCWD, dir(id) + Bytes.of("/committed"))) != nil
+        func data(_ prefix: String, _ diff: String, _ work: String) -> String {
+            let lowerList = lower.map { prefix + $0 }.joined(separator: ":")
+            // A committed layer is read-only: its diff is the top lower, with no upper.
+            return (mountOptions + (committed
+                ? ["lowerdir=" + diff + ":" + lowerList]
+                : ["lowerdir=" + lowerList, "upperdir=" + diff, "workdir=" + work])).joined(separator: ",")
+        }
+        let h = Bytes.string(home)
+        let absolute = data(h + "/", Bytes.string(diffDir(id)), Bytes.string(workDir(id)))
+        let relative = data("", id + "/diff", id + "/work")
+        if absolute.utf8.count < Sys.pageSize {
+            try Sys.mountOverlay(target: merged, data: absolute)
+        } else if relative.utf8.count < Sys.pageSize {
+            try Sys.mountOverlay(from: home, target: Bytes.of(id + "/merged"), data: relative)
+        } else if lowerdirPlus {
+            var parameters: [(String, String?)] = mountOptions.map { o in
+                guard let eq = o.firstIndex(of: "=") else { return (o, nil) }
+                return (String(o[..<eq]), String(o[o.index(after: eq)...]))
+            }
+            if committed { parameters.append(("lowerdir+", Bytes.string(diffDir(id)))) }
+            parameters += lower.map { ("lowerdir+", h + "/" + $0) }
+            if !committed { parameters += [("upperdir", Bytes.string(diffDir(id))), ("workdir", Bytes.string(workDir(id)))] }
+            try Sys.mountOverlay(target: merged, parameters: parameters)
+        } else {
+            throw DriverError.mountDataTooLarge(id: id, length: relative.utf8.count)
+        }
+        if !committed { _ = chown(workDir(id) + Bytes.of("/work"), root.uid, root.gid) }
+    }
+
+    // MARK: status
+
+    public func status() -> [(String, String)] {
+        [
+            ("Backing Filesystem", backingFS),
+            ("Supports d_type", String(supportsDType)),
+            ("Native Overlay Diff", nativeDiff.usable ? "true" : "false (\(nativeDiff.reason))"),
+            ("userxattr", String(userxattr)),
+            ("Mount Options", mountOptions.joined(separator: ",")),
+            ("Max Lower Layers", "\(maxLowers)" + (lowerdirPlus ? " (lowerdir+)" : "")),
+            ("Project Quota", String(quota != nil)),
+        ]
+    }
+
+    public func metadata(id: String) throws -> [String: String] {
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        var m = [
+            "WorkDir": Bytes.string(workDir(id)), "MergedDir": Bytes.string(mergedDir(id)), "UpperDir": Bytes.string(diffDir(id)),
+        ]
+        let lowers = try lowerDirs(id)
+        if !lowers.isEmpty { m["LowerDir"] = lowers.map(Bytes.string).joined(separator: ":") }
+        if let q = try quota?.usage(dir(id)) {
+            m["QuotaLimit"] = String(q.limit)
+            m["QuotaUsed"] = String(q.used)
+        }
+        return m
+    }
+
+    /// Unmount every layer this driver mounted.
+    public func cleanup() throws {
+        try mountLock.withLock {
+            for id in mountedHere.sorted() {
+                while refs.decrement(id) > 0 {}
+                try unmount(id)
+            }
+            mountedHere = []
+        }
+    }
+
+    // MARK: diffs
+
+    /// The parent is the layer's nearest lower (or both are absent) and the probe passed.
+    func usesNativeDiff(_ id: String, _ parent: String?) throws -> Bool {
+        guard nativeDiff.usable else { return false }
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        let lower = try lowers(id)
+        guard let parent else { return lower.isEmpty }
+        guard let first = lower.first, exists(id: parent) else { return false }
+        return first == "l/" + (try link(parent))
+    }
+
+    public func changes(id: String, parent: String?) throws -> [Change] {
+        guard try usesNativeDiff(id, parent) else { return try naiveChanges(id: id, parent: parent) }
+        return try OverlayChanges.changes(upper: diffDir(id), lowers: try lowerDirs(id), xattrPrefix: xattrPrefix)
+    }
+
+    public func diff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
+        guard try usesNativeDiff(id, parent) else { return try naiveDiff(id: id, parent: parent, to: fd, name: name, options: options) }
+        var options = options
+        options.idMap = idMap
+        try Layers.export(directory: diffDir(id), to: fd, name: name, options: options, whiteouts: .overlay(xattrPrefix: xattrPrefix))
+    }
+
+    public func diffSize(id: String, parent: String?) throws -> Int64 {
+        guard try usesNativeDiff(id, parent) else { return try naiveDiffSize(id: id, parent: parent) }
+        return try Sizes.directorySize(diffDir(id))
+    }
+
+    /// Into a fresh diff dir the tar is applied natively (whiteouts become 0/0 devices, opaque
+    /// markers the opaque xattr, implicit parents take the lowers' attributes) and the size is
+    /// that of the diff dir, as moby reports it; into one with content, through the mount.
+    public func applyDiff(id: String, from reader: TarReader, name: String, options: ApplyOptions) throws -> Int64 {
+        try validate(id: id)
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        let diff = diffDir(id)
+        let fd = try Sys.open(diff, O_RDONLY | O_DIRECTORY)
+        let empty = try Sys.readDirectory(fd, shown: diff).isEmpty
+        Sys.close(fd)
+        guard empty else { return try naiveApplyDiff(id: id, from: reader, name: name, options: options) }
+        var options = options
+        options.whiteouts = .overlay(xattrPrefix: xattrPrefix)
+        options.parentTemplates = try lowerDirs(id)
+        if options.idMap.isIdentity { options.idMap = idMap }
+        _ = try Applier(root: diff, options: options).apply(reader, archive: name)
+        return try Sizes.directorySize(diff)
+    }
+
+    // MARK: probes
+
+    /// getdents reports entry types on the filesystem of `dir` (overlay needs d_type).
+    static func supportsDType(_ dir: [UInt8]) -> Bool {
+        let probe = Bytes.of(".d_type-check-\(getpid())")
+        guard let fd = try? Sys.open(dir, O_RDONLY | O_DIRECTORY) else { return false }
+        defer { Sys.close(fd) }
+        let f = Sys.withCString(probe) { openat(fd, $0, O_CREAT | O_WRONLY | O_CLOEXEC, 0o600) }
+        guard f >= 0 else { return false }
+        close(f)
+        defer { _ = Sys.withCString(probe) { unlinkat(fd, $0, 0) } }
+        return (try? Sys.readDirectory(fd, shown: dir))?.first(where: { $0.name == probe })?.type == 8 /* DT_REG */
+    }
+
+    /// moby's native-diff check, on a real mount in a scratch dir of home: a copy-up into an
+    /// opaque directory must not mark the upper copy opaque (kernels before 4.8), a rename must not
+    /// leave a redirect (CONFIG_OVERLAY_FS_REDIRECT_DIR), and a chmod must copy the data up (no
+    /// metacopy). Throws when overlay cannot be mounted at all.
+    static func probeNativeDiff(home: [UInt8], mountOptions: [String], xattrPrefix: String) throws -> (usable: Bool, reason: String) {
+        var template = Array((Bytes.string(home) + "/native-diff-check-XXXXXX").utf8CString)
+        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw SystemError("mkdtemp", home + Bytes.of("/native-diff-check-XXXXXX"), errno: errno)
+        }
+        let td = String(cString: p)
+        defer { try? removeTree(AT_FDCWD, Bytes.of(td)) }
+        for d in ["l1", "l1/d", "l2", "l2/d", "l3", "work", "merged"] { mkdir(td + "/" + d, 0o755) }
+        let lowerFile = td + "/l1/f"
+        let f = open(lowerFile, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        if f >= 0 { _ = write(f, "lower", 5); close(f) }
+        let opaque = Bytes.of(xattrPrefix + "overlay.opaque")
+        let r = Sys.setXattr(path: Bytes.of(td + "/l2/d"), name: opaque, value: [UInt8(ascii: "y")])
+        if r != 0 { throw SystemError("setxattr \(xattrPrefix)overlay.opaque", Bytes.of(td + "/l2/d"), errno: r) }
+        let merged = Bytes.of(td + "/merged")
+        do {
+            try Sys.mountOverlay(target: merged, data: (mountOptions + ["lowerdir=\(td)/l2:\(td)/l1", "upperdir=\(td)/l3", "workdir=\(td)/work"]).joined(separator: ","))
+        } catch {
+            throw DriverError.notSupported(driver: "overlay2", reason: "overlay cannot be mounted on \(Bytes.string(home)): \(error)")
+        }
+        defer { try? Sys.unmount(merged) }
+
+        let nf = open(td + "/merged/d/f", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        if nf >= 0 { close(nf) }
+        if try Sys.getXattr(path: Bytes.of(td + "/l3/d"), name: opaque) == [UInt8(ascii: "y")] {
+            return (false, "opaque flag erroneously copied up, consider update to kernel 4.8 or later")
+        }
+        _ = Glibc.chmod(td + "/merged/f", 0o600)
+        let up = try? Sys.fstatat(AT_FDCWD, Bytes.of(td + "/l3/f"))
+        let metacopy = try Sys.getXattr(path: Bytes.of(td + "/l3/f"), name: Bytes.of(xattrPrefix + "overlay.metacopy"))
+        if up?.st_size != 5 || metacopy != nil {
+            return (false, "metacopy is in use: copy-ups may carry no data")
+        }
+        if rename(td + "/merged/d", td + "/merged/d2") != 0 {
+            if errno == EXDEV { return (true, "") }
+            return (false, "rename in the merged directory failed: \(errno)")
+        }
+        if try Sys.getXattr(path: Bytes.of(td + "/l3/d2"), name: Bytes.of(xattrPrefix + "overlay.redirect")) != nil {
+            return (false, "kernel has CONFIG_OVERLAY_FS_REDIRECT_DIR enabled")
+        }
+        return (true, "")
+    }
+}

@@ -1,0 +1,114 @@
+// Size limits for layer directories with xfs project quotas (moby's quota.Control): every
+// limited layer directory gets its own project ID, inherited by all it holds, and the project
+// a block limit. Used by overlay2 (and vfs would use it the same way).
+import ArchiveBridge
+import DiffKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class QuotaControl {
+    private let home: [UInt8]
+    private let homefd: Int32
+    /// The block device node, made only where quotactl_fd(2) is missing (moby's backingFsBlockDev).
+    private let device: [UInt8]?
+    private let baseID: UInt32
+    private var nextID: UInt32
+    private let lock = NSLockish()
+
+    /// nil when the filesystem of `home` does not enforce project quotas (not xfs with pquota,
+    /// or in a user namespace).
+    init?(home: [UInt8]) {
+        guard !ApplyOptions.detectUserNamespace(), let fd = try? Sys.open(home, O_RDONLY | O_DIRECTORY) else { return nil }
+        guard let base = try? ProjectQuota.project(of: fd, shown: home) else {
+            Sys.close(fd)
+            return nil
+        }
+        // Setting a zero limit on the first ID of ours tests that the kernel takes project quotas here.
+        var device: [UInt8]? = nil
+        do {
+            try ProjectQuota.setLimit(fsfd: fd, device: nil, id: base + 1, bytes: 0, shown: home)
+        } catch let e as SystemError where e.errno == .noFunction {
+            device = QuotaControl.makeDeviceNode(home)
+            if device == nil || (try? ProjectQuota.setLimit(fsfd: fd, device: device, id: base + 1, bytes: 0, shown: home)) == nil {
+                Sys.close(fd)
+                return nil
+            }
+        } catch {
+            Sys.close(fd)
+            return nil
+        }
+        self.home = home
+        self.homefd = fd
+        self.device = device
+        self.baseID = base
+        self.nextID = base + 1
+        // IDs already given to layer directories are not given again.
+        for e in (try? Sys.readDirectory(fd, shown: home)) ?? [] where e.type == 4 /* DT_DIR */ {
+            let (sub, _) = Sys.tryOpenat(fd, e.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            guard sub >= 0 else { continue }
+            if let id = try? ProjectQuota.project(of: sub, shown: e.name), id != base, id >= nextID { nextID = id + 1 }
+            Sys.close(sub)
+        }
+    }
+
+    deinit { Sys.close(homefd) }
+
+    /// `home/backingFsBlockDev`, a block device node of the filesystem's device, for quotactl(2).
+    private static func makeDeviceNode(_ home: [UInt8]) -> [UInt8]? {
+        guard let st = try? Sys.fstatat(AT_FDCWD, home) else { return nil }
+        let node = home + Bytes.of("/backingFsBlockDev")
+        _ = Sys.withCString(node) { unlink($0) }
+        let r = Sys.withCString(node) { mknod($0, S_IFBLK | 0o600, st.st_dev) }
+        return r == 0 ? node : nil
+    }
+
+    /// Limit the directory `path` (and all below it) to `bytes`.
+    func setQuota(_ path: [UInt8], bytes: UInt64) throws {
+        let fd = try Sys.open(path, O_RDONLY | O_DIRECTORY)
+        defer { Sys.close(fd) }
+        try lock.withLock {
+            var id = try ProjectQuota.project(of: fd, shown: path)
+            if id == baseID || id == 0 {
+                id = nextID
+                nextID += 1
+                try ProjectQuota.setProject(fd, id, shown: path)
+            }
+            try ProjectQuota.setLimit(fsfd: homefd, device: device, id: id, bytes: bytes, shown: path)
+        }
+    }
+
+    /// (limit, used) bytes of the directory's project, nil when it has none of its own.
+    func usage(_ path: [UInt8]) throws -> (limit: UInt64, used: UInt64)? {
+        let fd = try Sys.open(path, O_RDONLY | O_DIRECTORY)
+        defer { Sys.close(fd) }
+        let id = try ProjectQuota.project(of: fd, shown: path)
+        if id == baseID || id == 0 { return nil }
+        return try ProjectQuota.usage(fsfd: homefd, device: device, id: id, shown: path)
+    }
+}
+
+/// moby's RAMInBytes: "50M", "1.5g", "512KiB", "1024" (binary multiples, case-insensitive).
+func parseSize(_ text: String) -> UInt64? {
+    var s = Substring(text.trimmingSpaces().lowercased())
+    if s.hasSuffix("b") { s = s.dropLast() }
+    if s.hasSuffix("i") { s = s.dropLast() }
+    let units: [Character: UInt64] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50]
+    var multiplier: UInt64 = 1
+    if let u = s.last, let m = units[u] {
+        multiplier = m
+        s = s.dropLast()
+    }
+    s = Substring(String(s).trimmingSpaces())
+    guard !s.isEmpty, s.allSatisfy({ $0.isNumber || $0 == "." }), let v = Double(s), v >= 0 else { return nil }
+    let bytes = v * Double(multiplier)
+    guard bytes < 1.8e19 else { return nil }
+    return UInt64(bytes)
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}
