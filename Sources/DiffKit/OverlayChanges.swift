@@ -52,9 +52,9 @@ public enum OverlayChanges {
                 // Parents of an addition or deletion are modified even when their own metadata is not.
                 var p = LayerPath.split(path).0
                 var depth = ancestors.count
-                while !p.isEmpty, changedDirs.insert(p).inserted {
+                while !p.isEmpty {
                     depth -= 1
-                    changes.append(Change(.modify, p, info: ancestors[depth]))
+                    if changedDirs.insert(p).inserted { changes.append(Change(.modify, p, info: ancestors[depth])) }
                     p = LayerPath.split(p).0
                 }
             }

@@ -386,9 +386,10 @@ public final class Overlay2Driver: Driver {
         return try Sizes.directorySize(diffDir(id))
     }
 
-    /// Into a fresh diff dir the tar is applied natively (whiteouts become 0/0 devices, opaque
-    /// markers the opaque xattr, implicit parents take the lowers' attributes) and the size is
-    /// that of the diff dir, as moby reports it; into one with content, through the mount.
+    /// Into a fresh diff dir of an unmounted layer the tar is applied natively (whiteouts become
+    /// 0/0 devices, opaque markers the opaque xattr, implicit parents take the lowers' attributes)
+    /// and the size is that of the diff dir, as moby reports it. Into a diff dir with content, or
+    /// under a live mount (whose cached view must see the change), through the mount.
     public func applyDiff(id: String, from reader: TarReader, name: String, options: ApplyOptions) throws -> Int64 {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
@@ -396,7 +397,7 @@ public final class Overlay2Driver: Driver {
         let fd = try Sys.open(diff, O_RDONLY | O_DIRECTORY)
         let empty = try Sys.readDirectory(fd, shown: diff).isEmpty
         Sys.close(fd)
-        guard empty else { return try naiveApplyDiff(id: id, from: reader, name: name, options: options) }
+        guard empty, !Sys.isMountPoint(mergedDir(id)) else { return try naiveApplyDiff(id: id, from: reader, name: name, options: options) }
         var options = options
         options.whiteouts = .overlay(xattrPrefix: xattrPrefix)
         options.parentTemplates = try lowerDirs(id)

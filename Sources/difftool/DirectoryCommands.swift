@@ -67,10 +67,11 @@ struct ApplyCommand: ParsableCommand {
     @Argument(help: "The directory to apply onto.") var root: String
     @Option(name: .short, help: "Read the tar from FILE (default: stdin).") var input: String?
     @OptionGroup var ids: IDMapOptions
+    @OptionGroup var whiteouts: WhiteoutOption
     @Flag(help: "JSON output.") var json = false
 
     func run() throws {
-        var options = ApplyOptions(idMap: try ids.map())
+        var options = ApplyOptions(idMap: try ids.map(), whiteouts: try whiteouts.form())
         options.logger = .init(label: "difftool")
         let size = try withInput(input) { fd, name in try Layers.apply(root: Bytes.of(root), from: fd, name: name, options: options) }
         try writeStdout(json ? "{\"size\":\(size)}\n" : "\(size)\n")
@@ -81,17 +82,15 @@ struct TarCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tar", abstract: "All of DIR as a tar.")
     @Argument(help: "The directory.") var dir: String
     @Option(name: .short, help: "Write the tar to FILE (default: stdout).") var output: String?
-    @Flag(help: "DIR is an overlay upper dir: write its native diff (0/0 devices as .wh. entries, opaque dirs with their marker).")
-    var overlay = false
-    @Flag(help: "With --overlay: the upper uses user.overlay.* xattrs (userxattr) instead of trusted.overlay.*.")
-    var userxattr = false
+    @OptionGroup var whiteouts: WhiteoutOption
     @OptionGroup var profile: ProfileOption
 
     func run() throws {
         let options = try profile.exportOptions()
-        let form: WhiteoutForm = overlay ? .overlay(xattrPrefix: userxattr ? "user." : "trusted.") : .plain
+        let form = try whiteouts.form()
         try FileOutput.with(output) { fd, name in
-            try Layers.export(directory: Bytes.of(dir), to: fd, name: name, options: options, whiteouts: form)
+            // An aufs branch holds its whiteouts as .wh. files already: exported as they are.
+            try Layers.export(directory: Bytes.of(dir), to: fd, name: name, options: options, whiteouts: form == .aufs ? .plain : form)
         }
     }
 }

@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 struct StoreOptions: ParsableArguments {
-    @Option(help: "Storage driver (vfs).")
+    @Option(help: "Storage driver: vfs or overlay2.")
     var driver: String = "vfs"
 
     @Option(help: "Store directory (default: $XDG_DATA_HOME/difftool, else ~/.local/share/difftool).")
@@ -49,6 +49,26 @@ struct IDMapOptions: ParsableArguments {
 
     func map() throws -> IDMap {
         IDMap(uids: try uidMap.map(IDRange.init(parsing:)), gids: try gidMap.map(IDRange.init(parsing:)))
+    }
+}
+
+/// How deletions look in the directory: `--whiteouts plain|overlay|aufs`.
+struct WhiteoutOption: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Whiteout form of the directory: plain (deletions are absent files), overlay (an overlay upper: 0/0 devices and the opaque xattr), aufs (.wh. files kept).",
+        valueName: "form"))
+    var whiteouts: String = "plain"
+    @Flag(help: "Same as --whiteouts overlay.") var overlay = false
+    @Flag(help: "With overlay: the upper uses user.overlay.* xattrs (userxattr) instead of trusted.overlay.*.")
+    var userxattr = false
+
+    func form() throws -> WhiteoutForm {
+        switch overlay ? "overlay" : whiteouts {
+        case "plain": return .plain
+        case "overlay": return .overlay(xattrPrefix: userxattr ? "user." : "trusted.")
+        case "aufs": return .aufs
+        default: throw CLIError(message: "--whiteouts: expected plain, overlay or aufs")
+        }
     }
 }
 

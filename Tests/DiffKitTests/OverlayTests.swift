@@ -10,18 +10,8 @@ import Glibc
 #endif
 
 enum Overlay {
-    static var available: Bool {
-        guard let text = try? Sys.readFile(Bytes.of("/proc/filesystems")) else { return false }
-        return String(decoding: text, as: UTF8.self).contains("\toverlay\n")
-    }
-
     /// True when the test may run (root and overlayfs); throws when it may not skip.
-    static func gate() throws -> Bool {
-        guard try Capability.root() else { return false }
-        if available { return true }
-        if Capability.required { throw TestError("overlayfs is not available and DIFFKIT_REQUIRE_KERNEL=1") }
-        return false
-    }
+    static func gate() throws -> Bool { try Capability.kernel("overlay") }
 
     static func mount(lower: String, upper: String, work: String, merged: String) throws {
         let data = "lowerdir=\(lower),upperdir=\(upper),workdir=\(work),index=off"

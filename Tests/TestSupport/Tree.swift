@@ -22,6 +22,9 @@ public enum Op: Sendable {
     case xattr(String, String, String)
     /// Set mtime (and atime) to seconds + nanoseconds, not following symlinks.
     case time(String, Int, Int = 0)
+    /// rename(2); where the kernel answers EXDEV (a directory on overlay without redirect_dir),
+    /// copy and delete as `mv` does.
+    case rename(String, String)
 }
 
 public struct TestError: Error, CustomStringConvertible {
@@ -100,6 +103,13 @@ public enum Fixture {
         case let .xattr(p, name, value):
             let r = Sys.setXattr(path: Bytes.of(root + "/" + p), name: Bytes.of(name), value: Bytes.of(value))
             if r != 0 { throw TestError("setxattr \(p) \(name): \(r)") }
+        case let .rename(from, to):
+            try parents(root, to)
+            if Glibc.rename(root + "/" + from, root + "/" + to) != 0 {
+                guard errno == EXDEV else { throw TestError("rename \(from): \(errno)") }
+                try TreeCopy.copy(from: Bytes.of(root + "/" + from), to: Bytes.of(root + "/" + to))
+                cleanup(root + "/" + from)
+            }
         case let .time(p, sec, nsec):
             var ts = [timespec(tv_sec: sec, tv_nsec: nsec), timespec(tv_sec: sec, tv_nsec: nsec)]
             try check(utimensat(AT_FDCWD, root + "/" + p, &ts, AT_SYMLINK_NOFOLLOW), "utimes \(p)")
@@ -189,6 +199,44 @@ public enum Capability {
         if isRoot { return true }
         if required { throw TestError("this test needs root and DIFFKIT_REQUIRE_KERNEL=1 forbids skipping") }
         return false
+    }
+
+    /// The kernel has `filesystem` (overlay, xfs, btrfs) in /proc/filesystems, loading its module if needed.
+    public static func hasFilesystem(_ filesystem: String) -> Bool {
+        func listed() -> Bool {
+            guard let text = try? Sys.readFile(Bytes.of("/proc/filesystems")) else { return false }
+            return String(decoding: text, as: UTF8.self).contains("\t\(filesystem)\n")
+        }
+        if listed() { return true }
+        _ = try? Shell.run("modprobe \(filesystem)")
+        return listed()
+    }
+
+    /// True when a test needing root and `filesystem` may run; throws when it may not skip.
+    public static func kernel(_ filesystem: String) throws -> Bool {
+        guard try root() else { return false }
+        if hasFilesystem(filesystem) { return true }
+        if required { throw TestError("\(filesystem) is not available and DIFFKIT_REQUIRE_KERNEL=1 forbids skipping") }
+        return false
+    }
+}
+
+/// Shell commands for test set-up (mkfs, mount, losetup).
+public enum Shell {
+    /// Run `command` with /bin/sh; returns the exit status and the output (stdout and stderr).
+    @discardableResult
+    public static func run(_ command: String) throws -> (status: Int32, output: String) {
+        let dir = try Fixture.tempDir("sh")
+        defer { Fixture.cleanup(dir) }
+        let status = system("(\(command)) >\(dir)/out 2>&1")
+        let out = String(decoding: try Pipe.read(dir + "/out"), as: UTF8.self)
+        return (status == 0 ? 0 : max(1, (status >> 8) & 0xff), out)
+    }
+
+    /// Run `command`, throwing with its output when it fails.
+    public static func check(_ command: String) throws {
+        let (status, out) = try run(command)
+        if status != 0 { throw TestError("\(command): exit \(status): \(out)") }
     }
 }
 
