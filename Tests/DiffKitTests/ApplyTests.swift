@@ -39,8 +39,6 @@ func makeTar(_ entries: [E], uid: Int = 0) throws -> String {
     }
 }
 
-func tarDir(_ path: String) -> String { String(path.dropLast("/out.tar".count)) }
-
 func listing(_ root: String) throws -> [String] {
     try Manifest.of(root).map { line in
         let parts = line.split(separator: " ")

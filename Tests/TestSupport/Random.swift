@@ -54,7 +54,8 @@ public enum RandomTree {
             case 5 where kind == "directory": ops.append(.file(path + "/fresh", "f"))
             case 6 where kind == "regular": ops.append(.remove(path)); ops.append(.file(path, "rewritten \(rng.next())")); removed.append(path)
             case 7: ops.append(.rename(path, path + ".mv")); removed.append(path); removed.append(path + ".mv")
-            case 8 where kind == "regular": ops.append(.hardlink(path + ".ln", to: path))
+            case 8 where kind == "regular" && !ops.contains(where: { if case .hardlink(path + ".ln", _) = $0 { return true }; return false }):
+                ops.append(.hardlink(path + ".ln", to: path))
             default: ops.append(.xattr(path, "user.m", "\(rng.below(9))"))
             }
         }

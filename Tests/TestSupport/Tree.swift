@@ -107,8 +107,7 @@ public enum Fixture {
             try parents(root, to)
             if Glibc.rename(root + "/" + from, root + "/" + to) != 0 {
                 guard errno == EXDEV else { throw TestError("rename \(from): \(errno)") }
-                try TreeCopy.copy(from: Bytes.of(root + "/" + from), to: Bytes.of(root + "/" + to))
-                cleanup(root + "/" + from)
+                try Shell.check("mv '\(root)/\(from)' '\(root)/\(to)'")
             }
         case let .time(p, sec, nsec):
             var ts = [timespec(tv_sec: sec, tv_nsec: nsec), timespec(tv_sec: sec, tv_nsec: nsec)]
@@ -239,6 +238,9 @@ public enum Shell {
         if status != 0 { throw TestError("\(command): exit \(status): \(out)") }
     }
 }
+
+/// The temp dir of a tar made by `Pipe.tarFile` (to clean up).
+public func tarDir(_ tar: String) -> String { String(tar.dropLast("/out.tar".count)) }
 
 /// Run a tar through DiffKit's writer into memory-backed files for tests.
 public enum Pipe {
