@@ -101,4 +101,50 @@ enum CLI {
         let (s4, _, _) = try CLI.run("export nothere \(h) -o \(work)/x.tar")
         #expect(s4 == 1 && access(work + "/x.tar", F_OK) != 0)
     }
+
+    /// The store commands with `--driver overlay2`, and the overlay whiteout form of tar/apply.
+    @Test func overlay2Commands() throws {
+        guard try Capability.kernel("overlay") else { return }
+        let home = try Fixture.tempDir("clihome")
+        defer { Fixture.cleanup(home) }
+        let src = try Fixture.make([.file("etc/os-release", "ID=test"), .file("etc/gone", "g"), .file("d/old", "o")])
+        defer { Fixture.cleanup(src) }
+        let work = try Fixture.tempDir("work")
+        defer { Fixture.cleanup(work) }
+        let layer = try Fixture.copy(src)
+        defer { Fixture.cleanup(layer) }
+        try Fixture.apply(layer, [.remove("etc/gone"), .remove("d/old"), .file("d/new", "n")])
+        #expect(system("\(CLI.binary) tar \(src) -o \(work)/base.tar && \(CLI.binary) diff \(src) \(layer) -o \(work)/layer.tar") == 0)
+
+        let h = "--driver overlay2 --home \(home)"
+        #expect(try CLI.run("\(h) import base -i \(work)/base.tar").0 == 0)
+        #expect(try CLI.run("\(h) import child --parent base -i \(work)/layer.tar").0 == 0)
+        let (_, mounted, _) = try CLI.run("\(h) mount child")
+        let merged = String(mounted.dropLast())
+        #expect(merged == home + "/overlay2/child/merged")
+        #expect(try Manifest.of(merged) == Manifest.of(layer))
+        #expect(try CLI.run("\(h) umount child").0 == 0)
+        #expect(try Sys.lstatIfExists(AT_FDCWD, Bytes.of(merged)) == nil)
+        // The export is read from the diff dir, in the order of its names (moby): the 0/0 devices
+        // `old` and `gone` come back as .wh.old and .wh.gone.
+        #expect(try CLI.run("\(h) export child -o \(work)/again.tar").0 == 0)
+        #expect(try Pipe.headers(work + "/again.tar").map(\.displayName) == ["d/", "d/new", "d/.wh.old", "etc/", "etc/.wh.gone"])
+        #expect(try CLI.run("\(h) changes child").1 == "C /d\nA /d/new\nD /d/old\nC /etc\nD /etc/gone\n")
+        let status = try CLI.run("\(h) status").1
+        #expect(status.contains("Driver: overlay2") && status.contains("Native Overlay Diff: true"))
+        #expect(try CLI.run("\(h) metadata child").1.contains("LowerDir: \(home)/overlay2/base/diff"))
+        #expect(try CLI.run("\(h) --storage-opt overlay2.bogus=1 ls").0 == 1)
+        #expect(try CLI.run("\(h) rm child").0 == 0)
+        #expect(try CLI.run("\(h) ls").1 == "base\t-\n")
+
+        // apply --whiteouts overlay writes the kernel's form; tar --whiteouts overlay reads it back.
+        let upper = try Fixture.tempDir("upper")
+        defer { Fixture.cleanup(upper) }
+        #expect(try CLI.run("apply \(upper) --whiteouts overlay -i \(work)/layer.tar").0 == 0)
+        let dev = try Sys.fstatat(AT_FDCWD, Bytes.of(upper + "/etc/gone"))
+        #expect(dev.st_mode & S_IFMT == S_IFCHR && dev.st_rdev == 0)
+        #expect(try CLI.run("tar \(upper) --whiteouts overlay -o \(work)/upper.tar").0 == 0)
+        #expect(try Pipe.headers(work + "/upper.tar").map(\.displayName) == ["d/", "d/new", "d/.wh.old", "etc/", "etc/.wh.gone"])
+        #expect(try CLI.run("tar \(upper) --whiteouts bogus").0 != 0)
+    }
 }
