@@ -150,10 +150,15 @@ public final class LayerStore {
         }
     }
 
-    /// The layer's changes against its parent as a tar.
-    public func export(id: String, to fd: Int32, name: String, options: ExportOptions = ExportOptions()) throws {
+    /// The layer's changes against its parent as a tar; `naive`: by comparing the mounted trees
+    /// even where the driver has a native diff.
+    public func export(id: String, to fd: Int32, name: String, options: ExportOptions = ExportOptions(), naive: Bool = false) throws {
         let r = try record(id)
-        try driver.diff(id: id, parent: r.parent, to: fd, name: name, options: options)
+        if naive {
+            try driver.naiveDiff(id: id, parent: r.parent, to: fd, name: name, options: options)
+        } else {
+            try driver.diff(id: id, parent: r.parent, to: fd, name: name, options: options)
+        }
     }
 
     public func changes(id: String) throws -> [Change] {

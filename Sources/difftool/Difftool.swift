@@ -94,7 +94,7 @@ struct StderrLogHandler: LogHandler {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        writeStderr("difftool: \(level): \(message)\n")
+    func log(event: LogEvent) {
+        writeStderr("difftool: \(event.level): \(event.message)\n")
     }
 }

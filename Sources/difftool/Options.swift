@@ -83,13 +83,20 @@ struct ProfileOption: ParsableArguments {
 }
 
 /// `-o FILE` is written to a temporary name beside it and renamed at the end, so a failed
-/// export leaves nothing behind; without `-o`, stdout.
+/// export leaves nothing behind; a device or fifo is written in place; without `-o`, stdout.
 enum FileOutput {
     nonisolated(unsafe) static var pending: [UInt8]? = nil
 
     static func with(_ path: String?, _ body: (Int32, String) throws -> Void) throws {
         guard let path else {
             try body(1, "stdout")
+            return
+        }
+        // A device or a fifo (-o /dev/null, a pipe) is written in place, never replaced.
+        if let st = try Sys.lstatIfExists(AT_FDCWD, Bytes.of(path)), st.st_mode & S_IFMT != S_IFREG {
+            let fd = try Sys.open(Bytes.of(path), O_WRONLY)
+            defer { Sys.close(fd) }
+            try body(fd, path)
             return
         }
         let tmp = Bytes.of(path + ".difftool-\(getpid()).tmp")

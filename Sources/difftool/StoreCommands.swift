@@ -43,13 +43,15 @@ struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "export", abstract: "Layer ID's changes against its parent as a tar.")
     @Argument var id: String
     @Option(name: .short, help: "Write the tar to FILE (default: stdout).") var output: String?
+    @Flag(help: "Compare the mounted layer with its mounted parent even where the driver has a native diff.")
+    var naive = false
     @OptionGroup var profile: ProfileOption
     @OptionGroup var store: StoreOptions
 
     func run() throws {
         let (s, _) = try store.open()
         let options = try profile.exportOptions()
-        try FileOutput.with(output) { fd, name in try s.export(id: id, to: fd, name: name, options: options) }
+        try FileOutput.with(output) { fd, name in try s.export(id: id, to: fd, name: name, options: options, naive: naive) }
     }
 }
 

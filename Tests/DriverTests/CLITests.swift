@@ -65,6 +65,12 @@ enum CLI {
         defer { Fixture.cleanup(empty) }
         #expect(try CLI.run("apply \(empty)", stdin: "\(work)/full.tgz").0 == 0)
         #expect(try Manifest.of(empty) == Manifest.of(layer))
+
+        // -o into a fifo (or a device such as /dev/null) writes through it, never replaces it.
+        #expect(mkfifo(work + "/fifo", 0o600) == 0)
+        #expect(system("cat \(work)/fifo > \(work)/via-fifo.tar & \(CLI.binary) tar \(layer) -o \(work)/fifo; wait") == 0)
+        #expect(try Sys.fstatat(AT_FDCWD, Bytes.of(work + "/fifo")).st_mode & S_IFMT == S_IFIFO)
+        #expect(try Pipe.headers(work + "/via-fifo.tar").map(\.displayName) == ["a", "b/", "n"])
     }
 
     @Test func storeCommands() throws {
