@@ -94,7 +94,7 @@ public final class Overlay2Driver: Driver {
         maxLowers = lowerdirPlus ? 500 : 128
         nativeDiff = userxattr
             ? (false, "running in a user namespace")
-            : try Overlay2Driver.probeNativeDiff(home: home, mountOptions: mo, xattrPrefix: "trusted.")
+            : try Overlay2Driver.cachedProbe(home: home, mountOptions: mo)
         quota = backingFS == "xfs" ? QuotaControl(home: home) : nil
         defaultSize = size
         refs = RefCounter(isMounted: { [home] id in Sys.isMountPoint(home + Bytes.of("/\(id)/merged")) })
@@ -418,6 +418,22 @@ public final class Overlay2Driver: Driver {
         close(f)
         defer { _ = Sys.withCString(probe) { unlinkat(fd, $0, 0) } }
         return (try? Sys.readDirectory(fd, shown: dir))?.first(where: { $0.name == probe })?.type == 8 /* DT_REG */
+    }
+
+    /// The probe's answer is kept in `home/.native-diff` for the running kernel (boot id, release
+    /// and mount options), as containers/storage keeps it in its run root: a command-line tool
+    /// would otherwise pay for a test mount on every start.
+    static func cachedProbe(home: [UInt8], mountOptions: [String]) throws -> (usable: Bool, reason: String) {
+        let bootID = (try? Sys.readFile(Bytes.of("/proc/sys/kernel/random/boot_id"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let key = bootID.trimmingCharacters(in: ["\n"]) + " " + Sys.kernelVersion().map(String.init).joined(separator: ".") + " " + mountOptions.joined(separator: ",")
+        let file = home + Bytes.of("/.native-diff")
+        if let text = try? Sys.readFile(file) {
+            let lines = String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+            if lines.count >= 2, lines[0] == key { return (lines[1] == "true", lines.count > 2 ? String(lines[2]) : "") }
+        }
+        let result = try probeNativeDiff(home: home, mountOptions: mountOptions, xattrPrefix: "trusted.")
+        try? writeFileAtomically(file, Bytes.of("\(key)\n\(result.usable)\n\(result.reason)\n"), mode: 0o644)
+        return result
     }
 
     /// moby's native-diff check, on a real mount in a scratch dir of home: a copy-up into an

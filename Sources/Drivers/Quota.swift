@@ -108,7 +108,9 @@ func parseSize(_ text: String) -> UInt64? {
 }
 
 extension String {
-    func trimmingSpaces() -> String {
-        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    func trimmingSpaces() -> String { trimmingCharacters(in: [" "]) }
+
+    func trimmingCharacters(in set: Set<Character>) -> String {
+        String(drop(while: { set.contains($0) }).reversed().drop(while: { set.contains($0) }).reversed())
     }
 }
