@@ -52,6 +52,18 @@ cmds=("bash -c 'mkdir $X && $T apply $X -i base.tar'" "bash -c 'mkdir $X && tar 
 have "$G" && cmds+=("bash -c 'mkdir $X && $G apply $X < base.tar'")
 hyperfine -N -w 1 -r "$RUNS" --export-json "$OUT/apply.json" --prepare "rm -rf $X" "${cmds[@]}" >/dev/null
 summary "$OUT/apply.json"
+# overlay2: base.tar and layer.tar imported as a chain; the top layer exported natively (its diff
+# dir) and naively (the mounted views compared), beside moby's native tar of the same upper.
+# The store is on the data's filesystem ($O2HOME), as a real store would be.
+O2=${O2HOME:-/var/tmp/difftool-bench-o2}
+rm -rf "$O2"
+O="--driver overlay2 --home $O2"
+$T $O import base -i base.tar >/dev/null && $T $O import top --parent base -i layer.tar >/dev/null
+cmds=("$T $O export top" "$T $O export top --naive")
+have "$G" && cmds+=("$G tar $O2/overlay2/top/diff --overlay")
+hf overlay2-export "${cmds[@]}"
+rm -rf "$O2"
+
 echo "== peak RSS (KiB)"
 for c in "$T changes base new" "$T tar base" "$T diff base new"; do
     /usr/bin/time -f "%M  $c" $c > /dev/null

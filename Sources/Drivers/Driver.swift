@@ -22,14 +22,26 @@ public protocol Driver: AnyObject {
     func metadata(id: String) throws -> [String: String]
     func cleanup() throws
 
-    /// Changes of `id` against `parent` (nil: against an empty tree), in path order.
-    func changes(id: String, parent: String?) throws -> [Change]
-    /// The layer as a tar of its changes against `parent` (a full tar without parent).
-    func diff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws
-    /// Apply a layer tar onto layer `id` (created on its parent); returns the applied size.
-    func applyDiff(id: String, from reader: TarReader, name: String, options: ApplyOptions) throws -> Int64
-    /// The size of the layer's changes against `parent`.
-    func diffSize(id: String, parent: String?) throws -> Int64
+    /// The layer's own change set against `parent`, where the driver keeps one on disk (an
+    /// overlay upper dir whose nearest lower is the parent's); nil: the mounted trees are compared.
+    func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory?
+    /// Where an import may write layer `id`'s change set directly (a fresh layer's own dir);
+    /// nil: the tar is applied to the mounted layer.
+    func applyDirectory(id: String) throws -> LayerDiffDirectory?
+}
+
+/// A directory holding exactly what a layer changed: its deletions in `whiteouts` form, over
+/// `lowers` (the directories below it, nearest first).
+public struct LayerDiffDirectory: Sendable {
+    public var directory: [UInt8]
+    public var whiteouts: WhiteoutForm
+    public var lowers: [[UInt8]]
+
+    public init(directory: [UInt8], whiteouts: WhiteoutForm, lowers: [[UInt8]]) {
+        self.directory = directory
+        self.whiteouts = whiteouts
+        self.lowers = lowers
+    }
 }
 
 public enum DriverError: Error, CustomStringConvertible {

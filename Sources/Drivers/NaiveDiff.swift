@@ -1,21 +1,57 @@
-// The diff operations every driver gets from its layer directories (moby's NaiveDiffDriver):
-// Diff, Changes, ApplyDiff and DiffSize against a parent, through DiffKit's one walker,
-// one tar writer and one applier.
+// The diff operations every driver gets (moby's NaiveDiffDriver, and its native variants):
+// Diff, Changes, ApplyDiff and DiffSize against a parent, through DiffKit's one walker, one tar
+// writer and one applier. Where a driver keeps a layer's own change set on disk
+// (`diffDirectory`), that directory is read instead of comparing the mounted trees.
 import ArchiveBridge
 import DiffKit
 
 extension Driver {
-    public func changes(id: String, parent: String?) throws -> [Change] { try naiveChanges(id: id, parent: parent) }
+    public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? { nil }
+    public func applyDirectory(id: String) throws -> LayerDiffDirectory? { nil }
 
+    /// Changes of `id` against `parent` (nil: against an empty tree), in path order.
+    public func changes(id: String, parent: String?) throws -> [Change] {
+        guard let d = try diffDirectory(id: id, parent: parent) else { return try naiveChanges(id: id, parent: parent) }
+        switch d.whiteouts {
+        case let .overlay(prefix):
+            return try OverlayChanges.changes(upper: d.directory, lowers: d.lowers, xattrPrefix: prefix)
+        case .plain, .aufs:
+            return try naiveChanges(id: id, parent: parent)
+        }
+    }
+
+    /// The layer as a tar of its changes against `parent` (a full tar without parent).
     public func diff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
-        try naiveDiff(id: id, parent: parent, to: fd, name: name, options: options)
+        guard let d = try diffDirectory(id: id, parent: parent) else {
+            return try naiveDiff(id: id, parent: parent, to: fd, name: name, options: options)
+        }
+        var options = options
+        options.idMap = idMap
+        // An aufs branch holds its whiteouts as .wh. files already: exported as they are.
+        try Layers.export(directory: d.directory, to: fd, name: name, options: options,
+                          whiteouts: d.whiteouts == .aufs ? .plain : d.whiteouts)
     }
 
+    /// Apply a layer tar onto layer `id` (created on its parent); returns the applied size: the
+    /// size of the change set's directory where it was written directly (as moby reports it),
+    /// else Σ header sizes.
     public func applyDiff(id: String, from reader: TarReader, name: String, options: ApplyOptions) throws -> Int64 {
-        try naiveApplyDiff(id: id, from: reader, name: name, options: options)
+        guard let d = try applyDirectory(id: id) else {
+            return try naiveApplyDiff(id: id, from: reader, name: name, options: options)
+        }
+        var options = options
+        options.whiteouts = d.whiteouts
+        options.parentTemplates = d.lowers
+        if options.idMap.isIdentity { options.idMap = idMap }
+        _ = try Applier(root: d.directory, options: options).apply(reader, archive: name)
+        return try Sizes.directorySize(d.directory)
     }
 
-    public func diffSize(id: String, parent: String?) throws -> Int64 { try naiveDiffSize(id: id, parent: parent) }
+    /// The size of the layer's changes against `parent`.
+    public func diffSize(id: String, parent: String?) throws -> Int64 {
+        guard let d = try diffDirectory(id: id, parent: parent) else { return try naiveDiffSize(id: id, parent: parent) }
+        return try Sizes.directorySize(d.directory)
+    }
 
     /// Both trees mounted, compared (moby's ChangesDirs).
     public func naiveChanges(id: String, parent: String?) throws -> [Change] {

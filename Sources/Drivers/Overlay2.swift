@@ -369,41 +369,24 @@ public final class Overlay2Driver: Driver {
         return first == "l/" + (try link(parent))
     }
 
-    public func changes(id: String, parent: String?) throws -> [Change] {
-        guard try usesNativeDiff(id, parent) else { return try naiveChanges(id: id, parent: parent) }
-        return try OverlayChanges.changes(upper: diffDir(id), lowers: try lowerDirs(id), xattrPrefix: xattrPrefix)
+    public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? {
+        guard try usesNativeDiff(id, parent) else { return nil }
+        return LayerDiffDirectory(directory: diffDir(id), whiteouts: .overlay(xattrPrefix: xattrPrefix), lowers: try lowerDirs(id))
     }
 
-    public func diff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
-        guard try usesNativeDiff(id, parent) else { return try naiveDiff(id: id, parent: parent, to: fd, name: name, options: options) }
-        var options = options
-        options.idMap = idMap
-        try Layers.export(directory: diffDir(id), to: fd, name: name, options: options, whiteouts: .overlay(xattrPrefix: xattrPrefix))
-    }
-
-    public func diffSize(id: String, parent: String?) throws -> Int64 {
-        guard try usesNativeDiff(id, parent) else { return try naiveDiffSize(id: id, parent: parent) }
-        return try Sizes.directorySize(diffDir(id))
-    }
-
-    /// Into a fresh diff dir of an unmounted layer the tar is applied natively (whiteouts become
-    /// 0/0 devices, opaque markers the opaque xattr, implicit parents take the lowers' attributes)
-    /// and the size is that of the diff dir, as moby reports it. Into a diff dir with content, or
-    /// under a live mount (whose cached view must see the change), through the mount.
-    public func applyDiff(id: String, from reader: TarReader, name: String, options: ApplyOptions) throws -> Int64 {
+    /// A fresh diff dir of an unmounted layer takes the tar natively: whiteouts become 0/0
+    /// devices, opaque markers the opaque xattr, implicit parents take the lowers' attributes.
+    /// Into a diff dir with content, or under a live mount (whose cached view must see the
+    /// change), the tar goes through the mount.
+    public func applyDirectory(id: String) throws -> LayerDiffDirectory? {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         let diff = diffDir(id)
         let fd = try Sys.open(diff, O_RDONLY | O_DIRECTORY)
         let empty = try Sys.readDirectory(fd, shown: diff).isEmpty
         Sys.close(fd)
-        guard empty, !Sys.isMountPoint(mergedDir(id)) else { return try naiveApplyDiff(id: id, from: reader, name: name, options: options) }
-        var options = options
-        options.whiteouts = .overlay(xattrPrefix: xattrPrefix)
-        options.parentTemplates = try lowerDirs(id)
-        if options.idMap.isIdentity { options.idMap = idMap }
-        _ = try Applier(root: diff, options: options).apply(reader, archive: name)
-        return try Sizes.directorySize(diff)
+        guard empty, !Sys.isMountPoint(mergedDir(id)) else { return nil }
+        return LayerDiffDirectory(directory: diff, whiteouts: .overlay(xattrPrefix: xattrPrefix), lowers: try lowerDirs(id))
     }
 
     // MARK: probes
