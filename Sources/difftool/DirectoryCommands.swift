@@ -20,24 +20,28 @@ struct DiffCommand: ParsableCommand {
     }
 }
 
-struct ChangesCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "changes", abstract: "Changes of LAYER against BASE (or of store layer ID against its parent), sorted by path.")
+/// `BASE LAYER` (two directories) or `ID` (a store layer, against its parent).
+struct TreesOrLayer: ParsableArguments {
     @Argument(help: "BASE LAYER (two directories), or ID (a store layer).") var paths: [String]
-    @Flag(help: "JSON output.") var json = false
     @OptionGroup var store: StoreOptions
 
     func validate() throws {
         guard (1...2).contains(paths.count) else { throw ValidationError("expected BASE LAYER or ID") }
     }
 
+    func pick<R>(trees: ([UInt8], [UInt8]) throws -> R, layer: (LayerStore, String) throws -> R) throws -> R {
+        paths.count == 2 ? try trees(Bytes.of(paths[0]), Bytes.of(paths[1])) : try layer(try store.open().0, paths[0])
+    }
+}
+
+struct ChangesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "changes", abstract: "Changes of LAYER against BASE (or of store layer ID against its parent), sorted by path.")
+    @OptionGroup var target: TreesOrLayer
+    @Flag(help: "JSON output.") var json = false
+
     func run() throws {
-        let changes: [Change]
-        if paths.count == 2 {
-            changes = try TreeDiff.changes(base: Bytes.of(paths[0]), layer: Bytes.of(paths[1]))
-        } else {
-            changes = try store.open().0.changes(id: paths[0])
-        }
+        let changes = try target.pick(trees: { try TreeDiff.changes(base: $0, layer: $1) }, layer: { try $0.changes(id: $1) })
         try printChanges(changes, json: json)
     }
 }
@@ -45,18 +49,11 @@ struct ChangesCommand: ParsableCommand {
 struct SizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "size", abstract: "DiffSize in bytes: of LAYER against BASE, or of store layer ID against its parent.")
-    @Argument(help: "BASE LAYER (two directories), or ID (a store layer).") var paths: [String]
+    @OptionGroup var target: TreesOrLayer
     @Flag(help: "JSON output.") var json = false
-    @OptionGroup var store: StoreOptions
-
-    func validate() throws {
-        guard (1...2).contains(paths.count) else { throw ValidationError("expected BASE LAYER or ID") }
-    }
 
     func run() throws {
-        let size = paths.count == 2
-            ? try Layers.diffSize(base: Bytes.of(paths[0]), layer: Bytes.of(paths[1]))
-            : try store.open().0.size(id: paths[0])
+        let size = try target.pick(trees: { try Layers.diffSize(base: $0, layer: $1) }, layer: { try $0.size(id: $1) })
         try writeStdout(json ? "{\"size\":\(size)}\n" : "\(size)\n")
     }
 }
