@@ -20,12 +20,16 @@ let package = Package(
         .systemLibrary(
             name: "CArchive", path: "Sources/ArchiveBridge/CArchive",
             pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        // libselinux (Debian: libselinux1-dev), for relabelling layers where SELinux is enabled.
+        .systemLibrary(
+            name: "CSELinux", path: "Sources/ArchiveBridge/CSELinux",
+            pkgConfig: "libselinux", providers: [.apt(["libselinux1-dev"])]),
         // The few syscalls Swift cannot call (variadics, macros, missing glibc wrappers).
         .target(name: "CDiffKitShim", path: "Sources/ArchiveBridge/CShim"),
         .target(
             name: "ArchiveBridge",
             dependencies: [
-                "CArchive", "CDiffKitShim",
+                "CArchive", "CDiffKitShim", "CSELinux",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Sources/ArchiveBridge/Swift"),

@@ -21,6 +21,9 @@ public struct FileInfo: Sendable, Equatable {
     public var mtimeNanoseconds: Int32
     public var atime: Int64
     public var atimeNanoseconds: Int32
+    /// Status change time: moves with every change to the inode (data, owner, mode, xattrs, links).
+    public var ctime: Int64
+    public var ctimeNanoseconds: Int32
     public var inode: UInt64
     public var device: UInt64
     public var links: UInt64
@@ -44,6 +47,8 @@ public struct FileInfo: Sendable, Equatable {
         mtimeNanoseconds = Int32(st.st_mtim.tv_nsec)
         atime = Int64(st.st_atim.tv_sec)
         atimeNanoseconds = Int32(st.st_atim.tv_nsec)
+        ctime = Int64(st.st_ctim.tv_sec)
+        ctimeNanoseconds = Int32(st.st_ctim.tv_nsec)
         inode = UInt64(st.st_ino)
         device = UInt64(st.st_dev)
         links = UInt64(st.st_nlink)
@@ -63,6 +68,13 @@ public struct FileInfo: Sendable, Equatable {
         case .fifo: return UInt32(S_IFIFO)
         case .socket: return UInt32(S_IFSOCK)
         }
+    }
+
+    /// The same inode, untouched since a snapshot copied it: on a btrfs snapshot an unchanged file
+    /// keeps its inode number and every timestamp, and any change moves its ctime.
+    public func isUnchangedSnapshot(of other: FileInfo) -> Bool {
+        inode == other.inode && kind == other.kind && size == other.size && mtime == other.mtime
+            && mtimeNanoseconds == other.mtimeNanoseconds && ctime == other.ctime && ctimeNanoseconds == other.ctimeNanoseconds
     }
 
     /// Overlay's whiteout: a character device 0/0.

@@ -5,10 +5,10 @@ public enum Layers {
     /// The naive diff of `layer` against `base` (nil: empty base → full export) as a tar on `fd`.
     @discardableResult
     public static func diff(base: [UInt8]?, layer: [UInt8], to fd: Int32, name: String,
-                            options: ExportOptions = ExportOptions()) throws -> LayerWriter {
+                            options: ExportOptions = ExportOptions(), snapshots: Bool = false) throws -> LayerWriter {
         let writer = LayerWriter(tar: TarWriter(fd: fd, name: name), root: layer, options: options)
         if let base {
-            try writer.write(changes: try TreeDiff.changes(base: base, layer: layer))
+            try writer.write(changes: try TreeDiff.changes(base: base, layer: layer, snapshots: snapshots))
         } else {
             try writer.writeTree()
         }

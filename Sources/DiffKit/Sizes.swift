@@ -1,4 +1,9 @@
 // Sizes (BEHAVIOUR.md §6): ChangesSize for naive DiffSize, directory.Size for native drivers.
+import ArchiveBridge
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum Sizes {
     /// Bytes of added and modified non-directories (symlinks by target length), each inode once.
@@ -22,5 +27,17 @@ public enum Sizes {
             return .descend
         })
         return total
+    }
+
+    /// containers/storage's directory.Usage: the bytes of `directorySize` and the number of
+    /// distinct inodes of the tree, `root` and directories included.
+    public static func directoryUsage(_ root: [UInt8]) throws -> (size: Int64, inodes: Int64) {
+        var seen: Set<UInt64> = [UInt64(try Sys.fstatat(AT_FDCWD, root).st_ino)]
+        var total: Int64 = 0
+        try Walker.walk(root: root, visit: { _, _, info in
+            if seen.insert(info.inode).inserted && !info.isDirectory { total += info.size }
+            return .descend
+        })
+        return (total, Int64(seen.count))
     }
 }

@@ -9,9 +9,12 @@ import Glibc
 
 public enum TreeDiff {
     /// Changes that turn `base` into `layer`, sorted in path order. `base == nil` means an
-    /// empty parent: everything in `layer` is added.
-    public static func changes(base: [UInt8]?, layer: [UInt8]) throws -> [Change] {
+    /// empty parent: everything in `layer` is added. `snapshots`: `layer` is a btrfs snapshot of
+    /// `base` (or the reverse), so a file with the same inode number and ctime is unchanged and
+    /// is not read.
+    public static func changes(base: [UInt8]?, layer: [UInt8], snapshots: Bool = false) throws -> [Change] {
         var state = State()
+        state.snapshots = snapshots
         let comparer = ContentComparer()
         state.comparer = comparer
         let group = DispatchGroup()
@@ -50,6 +53,7 @@ public enum TreeDiff {
         var quietDirectories: [[UInt8]: FileInfo] = [:]
         /// Unchanged files with more than one link: candidates to keep a hardlink group intact.
         var linkCandidates: [Change] = []
+        var snapshots = false
 
         mutating func finish() -> [Change] {
             var changedInodes = Set<UInt64>()
@@ -100,6 +104,10 @@ public enum TreeDiff {
                 // Same inode on the same device (hardlink farms, snapshots): identical, unseen below.
                 if oe.ino == ne.ino && oldDev == newDev { continue }
                 let oi = FileInfo(try Sys.fstatat(old.fd, oe.name, shown: old.absoluteChild(oe.name)))
+                if snapshots && !ni.isDirectory && ni.isUnchangedSnapshot(of: oi) {
+                    if ni.links > 1 { linkCandidates.append(Change(.modify, path, info: ni)) }
+                    continue
+                }
                 let verdict = try Self.differ(oi, ni, old: old, new: new, name: ne.name)
                 if verdict == .sameIfContentEqual {
                     comparer.add(.init(path: path, info: ni, old: old.absoluteChild(oe.name), new: new.absoluteChild(ne.name)))

@@ -28,6 +28,19 @@ public protocol Driver: AnyObject {
     /// Where an import may write layer `id`'s change set directly (a fresh layer's own dir);
     /// nil: the tar is applied to the mounted layer.
     func applyDirectory(id: String) throws -> LayerDiffDirectory?
+    /// A child's tree is a snapshot of its parent's (btrfs): unchanged files keep their inodes.
+    var layersAreSnapshots: Bool { get }
+    /// A layer with the content of `template` and the parent `parent` (containers/storage's
+    /// CreateFromTemplate): by default a child of the template.
+    func createFromTemplate(id: String, template: String, parent: String?, readWrite: Bool, options: [String: String]) throws
+    /// Bytes and inodes used by the layer's writable part (containers/storage's ReadWriteDiskUsage).
+    func readWriteDiskUsage(id: String) throws -> DiskUsage
+}
+
+/// What `readWriteDiskUsage` reports: bytes (each inode once) and the number of inodes.
+public struct DiskUsage: Sendable, Equatable {
+    public var size: Int64
+    public var inodes: Int64
 }
 
 /// A directory holding exactly what a layer changed: its deletions in `whiteouts` form, over

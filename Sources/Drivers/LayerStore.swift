@@ -13,11 +13,13 @@ public struct LayerRecord: Sendable, Equatable {
     public var parent: String?
     /// Bytes applied at import (Σ header sizes), when the layer was imported.
     public var appliedSize: Int64?
+    /// The layer it was made from (create --template), which it may depend on in the driver.
+    public var template: String?
 }
 
 public final class LayerStore {
     /// The drivers a store can be opened with.
-    public static let drivers = ["vfs", "overlay2"]
+    public static let drivers = ["vfs", "overlay2", "btrfs"]
     public let driver: Driver
     let meta: [UInt8]
 
@@ -28,6 +30,7 @@ public final class LayerStore {
         case "vfs": driver = try VFSDriver(home: home + Bytes.of("/vfs"), options: driverOptions, idMap: idMap)
         case "overlay2", "overlay":
             driver = try Overlay2Driver(home: home + Bytes.of("/overlay2"), options: driverOptions, idMap: idMap)
+        case "btrfs": driver = try BtrfsDriver(home: home + Bytes.of("/btrfs"), options: driverOptions, idMap: idMap)
         default: throw DriverError.unknownDriver(driverName)
         }
         meta = home + Bytes.of("/layers")
@@ -61,6 +64,7 @@ public final class LayerStore {
         for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
             if line.hasPrefix("parent=") { r.parent = String(line.dropFirst(7)) }
             if line.hasPrefix("size=") { r.appliedSize = Int64(line.dropFirst(5)) }
+            if line.hasPrefix("template=") { r.template = String(line.dropFirst(9)) }
         }
         return r
     }
@@ -69,6 +73,7 @@ public final class LayerStore {
         var text = "id=\(r.id)\n"
         if let p = r.parent { text += "parent=\(p)\n" }
         if let s = r.appliedSize { text += "size=\(s)\n" }
+        if let t = r.template { text += "template=\(t)\n" }
         try writeFileAtomically(recordPath(r.id), Bytes.of(text))
     }
 
@@ -97,19 +102,33 @@ public final class LayerStore {
 
     // MARK: operations
 
-    /// Create an empty layer on `parent`.
-    public func create(id: String, parent: String?, options: [String: String] = [:], readWrite: Bool = false) throws {
+    /// Create an empty layer on `parent`; with `template`, a layer with the template's content
+    /// (containers/storage's CreateFromTemplate).
+    public func create(id: String, parent: String?, options: [String: String] = [:], readWrite: Bool = false,
+                       template: String? = nil) throws {
         try withLock {
             try checkNew(id, parent)
+            if let template {
+                try validate(id: template)
+                guard (try? record(template)) != nil else { throw DriverError.layerNotFound(template) }
+            }
             try writeFileAtomically(incompletePath(id), [])
-            if readWrite {
+            if let template {
+                try driver.createFromTemplate(id: id, template: template, parent: parent, readWrite: readWrite, options: options)
+            } else if readWrite {
                 try driver.createReadWrite(id: id, parent: parent, options: options)
             } else {
                 try driver.create(id: id, parent: parent, options: options)
             }
-            try write(LayerRecord(id: id, parent: parent))
+            try write(LayerRecord(id: id, parent: parent, template: template))
             _ = Sys.withCString(incompletePath(id)) { unlink($0) }
         }
+    }
+
+    /// Bytes and inodes of the layer's writable part.
+    public func usage(id: String) throws -> DiskUsage {
+        _ = try record(id)
+        return try driver.readWriteDiskUsage(id: id)
     }
 
     private func checkNew(_ id: String, _ parent: String?) throws {
@@ -185,8 +204,9 @@ public final class LayerStore {
     public func remove(id: String) throws {
         try withLock {
             _ = try record(id)
-            if let child = try list().first(where: { $0.parent == id }) {
-                throw DriverError.invalidOption(driver: driver.name, key: id, reason: "layer \(child.id) is its child; remove that first")
+            if let child = try list().first(where: { $0.parent == id || $0.template == id }) {
+                throw DriverError.invalidOption(driver: driver.name, key: id,
+                    reason: "layer \(child.id) is its \(child.parent == id ? "child" : "copy (made from it as a template)"); remove that first")
             }
             try writeFileAtomically(incompletePath(id), [])
             try driver.remove(id: id)

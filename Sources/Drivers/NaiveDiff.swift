@@ -8,6 +8,22 @@ import DiffKit
 extension Driver {
     public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? { nil }
     public func applyDirectory(id: String) throws -> LayerDiffDirectory? { nil }
+    public var layersAreSnapshots: Bool { false }
+
+    public func createFromTemplate(id: String, template: String, parent: String?, readWrite: Bool, options: [String: String]) throws {
+        if readWrite {
+            try createReadWrite(id: id, parent: template, options: options)
+        } else {
+            try create(id: id, parent: template, options: options)
+        }
+    }
+
+    public func readWriteDiskUsage(id: String) throws -> DiskUsage {
+        let dir = try get(id: id)
+        defer { try? put(id: id) }
+        let u = try Sizes.directoryUsage(dir)
+        return DiskUsage(size: u.size, inodes: u.inodes)
+    }
 
     /// Changes of `id` against `parent` (nil: against an empty tree), in path order.
     public func changes(id: String, parent: String?) throws -> [Change] {
@@ -55,7 +71,7 @@ extension Driver {
 
     /// Both trees mounted, compared (moby's ChangesDirs).
     public func naiveChanges(id: String, parent: String?) throws -> [Change] {
-        try withLayers(id, parent) { dir, parentDir in try TreeDiff.changes(base: parentDir, layer: dir) }
+        try withLayers(id, parent) { dir, parentDir in try TreeDiff.changes(base: parentDir, layer: dir, snapshots: layersAreSnapshots) }
     }
 
     /// The changes found by comparison, written as a layer (moby's ExportChanges).
@@ -63,7 +79,7 @@ extension Driver {
         var options = options
         options.idMap = idMap
         try withLayers(id, parent) { dir, parentDir in
-            _ = try Layers.diff(base: parentDir, layer: dir, to: fd, name: name, options: options)
+            _ = try Layers.diff(base: parentDir, layer: dir, to: fd, name: name, options: options, snapshots: layersAreSnapshots)
         }
     }
 

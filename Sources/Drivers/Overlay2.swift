@@ -389,6 +389,14 @@ public final class Overlay2Driver: Driver {
         return LayerDiffDirectory(directory: diff, whiteouts: .overlay(xattrPrefix: xattrPrefix), lowers: try lowerDirs(id))
     }
 
+    /// The writable part is the diff dir (containers/storage's overlay does the same).
+    public func readWriteDiskUsage(id: String) throws -> DiskUsage {
+        try validate(id: id)
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        let u = try Sizes.directoryUsage(diffDir(id))
+        return DiskUsage(size: u.size, inodes: u.inodes)
+    }
+
     // MARK: probes
 
     /// getdents reports entry types on the filesystem of `dir` (overlay needs d_type).

@@ -22,7 +22,7 @@ struct Difftool: ParsableCommand {
         subcommands: [
             DiffCommand.self, ChangesCommand.self, SizeCommand.self, ApplyCommand.self, TarCommand.self,
             CreateCommand.self, ImportCommand.self, ExportCommand.self, MountCommand.self, UmountCommand.self,
-            RmCommand.self, LsCommand.self, StatusCommand.self, MetadataCommand.self,
+            RmCommand.self, LsCommand.self, StatusCommand.self, MetadataCommand.self, UsageCommand.self,
         ])
 
     static func main() {

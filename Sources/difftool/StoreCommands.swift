@@ -9,11 +9,24 @@ struct CreateCommand: ParsableCommand {
     @Argument var id: String
     @Option(help: "The parent layer.") var parent: String?
     @Flag(name: .customLong("rw"), help: "A read-write (container) layer.") var readWrite = false
+    @Option(help: "Make the layer with the content of layer TEMPLATE (its parent stays --parent).") var template: String?
     @OptionGroup var store: StoreOptions
 
     func run() throws {
         let (s, layerOptions) = try store.open()
-        try s.create(id: id, parent: parent, options: layerOptions, readWrite: readWrite)
+        try s.create(id: id, parent: parent, options: layerOptions, readWrite: readWrite, template: template)
+    }
+}
+
+struct UsageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "Bytes and inodes used by layer ID's writable part.")
+    @Argument var id: String
+    @Flag(help: "JSON output.") var json = false
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let u = try store.open().0.usage(id: id)
+        try writeStdout(json ? "{\"size\":\(u.size),\"inodes\":\(u.inodes)}\n" : "size: \(u.size)\ninodes: \(u.inodes)\n")
     }
 }
 

@@ -135,3 +135,98 @@ int dk_project_get(int fsfd, const char *device, uint32_t id, uint64_t *limit, u
     *used = d.d_bcount * 512;
     return 0;
 }
+
+#include <linux/btrfs.h>
+#include <linux/btrfs_tree.h>
+#if __has_include(<btrfs/version.h>)
+#include <btrfs/version.h>
+#endif
+
+static void vol_name(char *dst, size_t cap, const char *name) {
+    memset(dst, 0, cap);
+    strncpy(dst, name, cap - 1);
+}
+int dk_btrfs_subvol_create(int dirfd, const char *name) {
+    struct btrfs_ioctl_vol_args a;
+    memset(&a, 0, sizeof a);
+    vol_name(a.name, sizeof a.name, name);
+    return ioctl(dirfd, BTRFS_IOC_SUBVOL_CREATE, &a);
+}
+int dk_btrfs_snapshot(int srcfd, int dirfd, const char *name) {
+    struct btrfs_ioctl_vol_args_v2 a;
+    memset(&a, 0, sizeof a);
+    a.fd = srcfd;
+    vol_name(a.name, sizeof a.name, name);
+    return ioctl(dirfd, BTRFS_IOC_SNAP_CREATE_V2, &a);
+}
+int dk_btrfs_subvol_destroy(int dirfd, const char *name) {
+    struct btrfs_ioctl_vol_args a;
+    memset(&a, 0, sizeof a);
+    vol_name(a.name, sizeof a.name, name);
+    return ioctl(dirfd, BTRFS_IOC_SNAP_DESTROY, &a);
+}
+int dk_btrfs_quota_ctl(int fd, int enable) {
+    struct btrfs_ioctl_quota_ctl_args a;
+    memset(&a, 0, sizeof a);
+    a.cmd = enable ? BTRFS_QUOTA_CTL_ENABLE : BTRFS_QUOTA_CTL_DISABLE;
+    return ioctl(fd, BTRFS_IOC_QUOTA_CTL, &a);
+}
+int dk_btrfs_quota_rescan_wait(int fd) {
+    struct btrfs_ioctl_quota_rescan_args a;
+    memset(&a, 0, sizeof a);
+    if (ioctl(fd, BTRFS_IOC_QUOTA_RESCAN, &a) != 0 && errno != EINPROGRESS) return -1;
+    return ioctl(fd, BTRFS_IOC_QUOTA_RESCAN_WAIT, NULL);
+}
+int dk_btrfs_quota_status(int fd) {
+    struct btrfs_ioctl_search_args a;
+    memset(&a, 0, sizeof a);
+    a.key.tree_id = BTRFS_QUOTA_TREE_OBJECTID;
+    a.key.min_type = BTRFS_QGROUP_STATUS_KEY;
+    a.key.max_type = BTRFS_QGROUP_STATUS_KEY;
+    a.key.max_objectid = (__u64)-1;
+    a.key.max_offset = (__u64)-1;
+    a.key.max_transid = (__u64)-1;
+    a.key.nr_items = 4096;
+    if (ioctl(fd, BTRFS_IOC_TREE_SEARCH, &a) != 0) return errno == ENOENT ? 0 : -1;
+    if (a.key.nr_items == 0) return 0;
+    struct btrfs_ioctl_search_header *sh = (struct btrfs_ioctl_search_header *)a.buf;
+    if (sh->type != BTRFS_QGROUP_STATUS_KEY) return 0;
+    struct btrfs_qgroup_status_item *st = (struct btrfs_qgroup_status_item *)(a.buf + sizeof *sh);
+    return (st->flags & BTRFS_QGROUP_STATUS_FLAG_ON) ? 1 : 0;
+}
+int dk_btrfs_qgroup_limit(int fd, uint64_t max_referenced) {
+    struct btrfs_ioctl_qgroup_limit_args a;
+    memset(&a, 0, sizeof a);
+    a.lim.flags = BTRFS_QGROUP_LIMIT_MAX_RFER;
+    a.lim.max_rfer = max_referenced;
+    return ioctl(fd, BTRFS_IOC_QGROUP_LIMIT, &a);
+}
+int dk_btrfs_qgroup_destroy(int fd, uint64_t qgroupid) {
+    struct btrfs_ioctl_qgroup_create_args a;
+    memset(&a, 0, sizeof a);
+    a.create = 0;
+    a.qgroupid = qgroupid;
+    return ioctl(fd, BTRFS_IOC_QGROUP_CREATE, &a);
+}
+int dk_btrfs_subvol_id(int fd, uint64_t *id) {
+    struct btrfs_ioctl_ino_lookup_args a;
+    memset(&a, 0, sizeof a);
+    a.objectid = BTRFS_FIRST_FREE_OBJECTID;
+    if (ioctl(fd, BTRFS_IOC_INO_LOOKUP, &a) != 0) return -1;
+    *id = a.treeid;
+    return 0;
+}
+const char *dk_btrfs_build_version(void) {
+#ifdef BTRFS_BUILD_VERSION
+    return BTRFS_BUILD_VERSION;
+#else
+    return "";
+#endif
+}
+int dk_btrfs_lib_version(void) {
+#ifdef BTRFS_LIB_VERSION
+    return BTRFS_LIB_VERSION;
+#else
+    return -1;
+#endif
+}

@@ -56,4 +56,21 @@ int dk_get_project(int fd, uint32_t *id);
 int dk_set_project(int fd, uint32_t id);
 int dk_project_set_limit(int fsfd, const char *device, uint32_t id, uint64_t bytes);
 int dk_project_get(int fsfd, const char *device, uint32_t id, uint64_t *limit, uint64_t *used);
+
+// btrfs (linux/btrfs.h): subvolumes, snapshots and qgroups; `dirfd` is the directory holding
+// `name`, `fd` an open directory inside the subvolume or filesystem. 0 or -1 with errno.
+int dk_btrfs_subvol_create(int dirfd, const char *name);
+int dk_btrfs_snapshot(int srcfd, int dirfd, const char *name);
+int dk_btrfs_subvol_destroy(int dirfd, const char *name);
+int dk_btrfs_quota_ctl(int fd, int enable);
+int dk_btrfs_quota_rescan_wait(int fd);
+// 1 when quotas are on, 0 when off, -1 with errno when the quota tree cannot be read.
+int dk_btrfs_quota_status(int fd);
+int dk_btrfs_qgroup_limit(int fd, uint64_t max_referenced);
+int dk_btrfs_qgroup_destroy(int fd, uint64_t qgroupid);
+// The subvolume id of the subvolume `fd` is in (its level-0 qgroup id).
+int dk_btrfs_subvol_id(int fd, uint64_t *id);
+// The btrfs-progs version libbtrfs-dev was built from ("Btrfs v6.2") and its library version.
+const char *dk_btrfs_build_version(void);
+int dk_btrfs_lib_version(void);
 #endif

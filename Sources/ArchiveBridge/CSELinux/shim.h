@@ -1,0 +1,1 @@
+#include <selinux/selinux.h>
