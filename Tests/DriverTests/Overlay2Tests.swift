@@ -284,35 +284,22 @@ import Glibc
             try Graph.createBase(d, "Base")
             try d.createReadWrite(id: "quota", parent: "Base", options: ["size": "50M"])
             let root = Bytes.string(try d.get(id: "quota"))
-            #expect(try write(root + "/25M", megabytes: 25) == 0)
-            let e = try write(root + "/50M", megabytes: 50)
+            #expect(try QuotaWrite.write(root + "/25M", megabytes: 25) == 0)
+            let e = try QuotaWrite.write(root + "/50M", megabytes: 50)
             #expect(e == EDQUOT || e == ENOSPC)
             #expect(try d.metadata(id: "quota")["QuotaLimit"] == String(50 << 20))
             // A read-write layer without a size is not limited.
             try d.createReadWrite(id: "free", parent: "Base", options: [:])
-            #expect(try write(Bytes.string(try d.get(id: "free")) + "/60M", megabytes: 60) == 0)
+            #expect(try QuotaWrite.write(Bytes.string(try d.get(id: "free")) + "/60M", megabytes: 60) == 0)
         }
         do {
             let d = try Overlay2Driver(home: Bytes.of(home + "2"), options: ["overlay2.size": "20M"])
             defer { try? d.cleanup() }
             try d.create(id: "ro", parent: nil, options: [:])
             try d.createReadWrite(id: "rw", parent: "ro", options: [:])
-            let e = try write(Bytes.string(try d.get(id: "rw")) + "/30M", megabytes: 30)
+            let e = try QuotaWrite.write(Bytes.string(try d.get(id: "rw")) + "/30M", megabytes: 30)
             #expect(e == EDQUOT || e == ENOSPC)
-            #expect(try write(Bytes.string(try d.get(id: "ro")) + "/30M", megabytes: 30) == 0)
+            #expect(try QuotaWrite.write(Bytes.string(try d.get(id: "ro")) + "/30M", megabytes: 30) == 0)
         }
-    }
-
-    /// Write `megabytes` MiB to a new file; 0 or the errno of the first failed write (or fsync).
-    func write(_ path: String, megabytes: Int) throws -> Int32 {
-        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
-        guard fd >= 0 else { return errno }
-        defer { close(fd) }
-        let chunk = [UInt8](repeating: 0x5A, count: 1 << 20)
-        for _ in 0..<megabytes {
-            let n = chunk.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 { return errno }
-        }
-        return fsync(fd) == 0 ? 0 : errno
     }
 }
