@@ -64,6 +64,23 @@ have "$G" && cmds+=("$G tar $O2/overlay2/top/diff --overlay")
 hf overlay2-export "${cmds[@]}"
 rm -rf "$O2"
 
+# btrfs against vfs, the same chain in both (vfs on the data's ext4, btrfs on a loop image beside
+# it): importing the top layer (btrfs snapshots its parent, vfs copies it), then its changes and
+# export (both naive; btrfs skips files whose inode and ctime the snapshot kept, unread).
+BT=${BTRFS_BENCH:-/var/tmp/difftool-bench-btrfs}
+umount "$BT/mnt" 2>/dev/null || true
+rm -rf "$BT"; mkdir -p "$BT/mnt"
+truncate -s 4G "$BT/img" && mkfs.btrfs -q -f "$BT/img" >/dev/null && mount -o loop "$BT/img" "$BT/mnt"
+V="--driver vfs --home $BT/vfs"; BF="--driver btrfs --home $BT/mnt/store"
+for s in "$V" "$BF"; do $T $s import base -i base.tar >/dev/null; $T $s import top --parent base -i layer.tar >/dev/null; done
+hyperfine -N -w 1 -r "$RUNS" --export-json "$OUT/btrfs-import.json" \
+    --prepare "$T $BF rm top" "$T $BF import top --parent base -i layer.tar" \
+    --prepare "$T $V rm top" "$T $V import top --parent base -i layer.tar" >/dev/null
+summary "$OUT/btrfs-import.json"
+hf btrfs-changes "$T $BF changes top" "$T $V changes top"
+hf btrfs-export "$T $BF export top" "$T $V export top"
+umount "$BT/mnt"; rm -rf "$BT"
+
 echo "== peak RSS (KiB)"
 for c in "$T changes base new" "$T tar base" "$T diff base new"; do
     /usr/bin/time -f "%M  $c" $c > /dev/null

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# overlay2 on the real data pair from shared/peers/make-data.sh (a Debian root `base` and `new`):
-# import base.tar and a layer tar as a two-layer overlay2 chain, check the merged view is `new`,
-# and check the native export of the top layer, applied onto a copy of base, reproduces `new`.
-#   DATA=/var/tmp/difftool-data scripts/check-overlay2-data.sh
+# A driver on the real data pair from shared/peers/make-data.sh (a Debian root `base` and `new`):
+# import base.tar and a layer tar as a two-layer chain, check the top layer's view is `new`, and
+# check the export of the top layer (native where the driver has one), applied onto a copy of
+# base, reproduces `new`.
+#   DATA=/var/tmp/difftool-data DRIVER=overlay2 scripts/check-data.sh     (vfs, overlay2, btrfs)
+# btrfs gets a btrfs image on a loop device, made and removed here.
 # The layer is difftool's own diff of base and new; with LAYER=moby it is make-data's layer.tar
 # (moby's naive diff), which misses what moby cannot see (an edit with equal size and mtime,
 # user.* xattrs) — those differences are then listed, not failed on.
@@ -13,9 +15,15 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-/var/tmp/difftool-data}
 swift build -c release >/dev/null
 T=$(swift build -c release --show-bin-path)/difftool
-W=$(mktemp -d /var/tmp/difftool-o2check.XXXXXX)
-S="--driver overlay2 --home $W/store"
-cleanup() { "$T" $S umount top >/dev/null 2>&1 || true; rm -rf "$W"; }
+DRIVER=${DRIVER:-overlay2}
+W=$(mktemp -d /var/tmp/difftool-check.XXXXXX)
+HOME_DIR=$W/store
+if [ "$DRIVER" = btrfs ]; then
+    truncate -s 4G "$W/btrfs.img" && mkfs.btrfs -q -f "$W/btrfs.img" >/dev/null
+    mkdir "$W/mnt" && mount -o loop "$W/btrfs.img" "$W/mnt" && HOME_DIR=$W/mnt/store
+fi
+S="--driver $DRIVER --home $HOME_DIR"
+cleanup() { "$T" $S umount top >/dev/null 2>&1 || true; umount "$W/mnt" 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 
 if [ "${LAYER:-ours}" = moby ]; then layer=$DATA/layer.tar; else layer=$W/layer.tar; "$T" diff "$DATA/base" "$DATA/new" -o "$layer" 2>/dev/null; fi
@@ -33,11 +41,12 @@ check() {  # $1: what, $2: tree to compare with new
     [ "${LAYER:-ours}" = moby ]
 }
 merged=$("$T" $S mount top)
-check "merged view of the overlay2 chain" "$merged"
+check "top layer of the $DRIVER chain" "$merged"
+[ "$DRIVER" != btrfs ] || echo "btrfs subvolume list: $(btrfs subvolume list "$W/mnt" | awk '{print $NF}' | tr '\n' ' ')"
 "$T" $S umount top
 
 "$T" $S export top -o "$W/native.tar"
-echo "native export: $(tar -tf "$W/native.tar" | wc -l) entries, $(tar -tvf "$W/native.tar" | grep -c '\.wh\.') whiteouts"
+echo "export: $(tar -tf "$W/native.tar" | wc -l) entries, $(tar -tvf "$W/native.tar" | grep -c '\.wh\.') whiteouts"
 cp -a "$DATA/base" "$W/copy"
 "$T" apply "$W/copy" -i "$W/native.tar" >/dev/null
-check "native export applied onto a copy of base" "$W/copy"
+check "the export applied onto a copy of base" "$W/copy"
