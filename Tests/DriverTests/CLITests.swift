@@ -153,4 +153,32 @@ enum CLI {
         #expect(try Pipe.headers(work + "/upper.tar").map(\.displayName) == ["d/", "d/new", "d/.wh.old", "etc/", "etc/.wh.gone"])
         #expect(try CLI.run("tar \(upper) --whiteouts bogus").0 != 0)
     }
+
+    /// The store commands with `--driver btrfs` on a loop image, `--storage-opt size=` on create
+    /// and import, `create --template`, `usage`.
+    @Test func btrfsCommands() throws {
+        guard try Capability.kernel("btrfs") else { return }
+        let fs = try LoopFilesystem(mkfs: "mkfs.btrfs -q -f", megabytes: 1024)
+        defer { fs.close() }
+        let src = try Fixture.make([.file("etc/os-release", "ID=test"), .file("bin/tool", "xy", mode: 0o755)])
+        defer { Fixture.cleanup(src) }
+        let work = try Fixture.tempDir("work")
+        defer { Fixture.cleanup(work) }
+        #expect(system("\(CLI.binary) tar \(src) -o \(work)/base.tar") == 0)
+        let h = "--driver btrfs --home \(fs.mountPoint)/store"
+        #expect(try CLI.run("\(h) import base -i \(work)/base.tar --storage-opt size=64M").0 == 0)
+        #expect(try CLI.run("\(h) create rw --parent base --rw --storage-opt size=32M").0 == 0)
+        #expect(try CLI.run("\(h) metadata rw").1.contains("QuotaSize: \(32 << 20)"))
+        #expect(try CLI.run("\(h) status").1.contains("Quota: true"))
+        #expect(try CLI.run("\(h) create copy --template rw --parent base").0 == 0)
+        #expect(try CLI.run("\(h) changes copy").1 == "")
+        #expect(try CLI.run("\(h) usage base").1 == "size: 9\ninodes: 5\n")
+        let (s1, _, e1) = try CLI.run("\(h) rm rw")
+        #expect(s1 == 1 && e1.contains("copy"))
+        #expect(try CLI.run("\(h) --storage-opt size=0 create zero --parent base").0 == 1)
+        #expect(try CLI.run("\(h) --storage-opt btrfs.mountopt=compress ls").0 == 1)
+        #expect(try Shell.run("btrfs subvolume list \(fs.mountPoint)").output.split(separator: "\n").count == 3)
+        for id in ["copy", "rw", "base"] { #expect(try CLI.run("\(h) rm \(id)").0 == 0) }
+        #expect(try Shell.run("btrfs subvolume list \(fs.mountPoint)").output.isEmpty)
+    }
 }
