@@ -63,9 +63,13 @@ public final class LayerWriter {
     /// Every entry below the root, depth-first in name order (moby's TarWithOptions), then the end
     /// of the archive. With the overlay form (a native diff of an upper dir), 0/0 character devices
     /// become `.wh.NAME` and an opaque directory is followed at once by its `.wh..wh..opq` marker.
+    /// With the aufs form (a diff dir), whiteout files are already the tar form; aufs's own meta
+    /// entries at the root (`.wh..wh.plnk`, `.wh..wh.aufs`, …) are left out, the opaque marker kept.
     public func writeTree(whiteouts: WhiteoutForm = .plain) throws {
+        let meta = Bytes.of(".wh..wh."), opaque = Bytes.of(".wh..wh..opq")
         try Walker.walk(root: root, visit: { dir, name, info in
             let path = dir.child(name)
+            if whiteouts == .aufs && dir.path.isEmpty && name.starts(with: meta) && name != opaque { return .skip }
             if case let .overlay(prefix) = whiteouts {
                 if info.isOverlayWhiteout {
                     try self.writeOverlayWhiteout(path: path, info: info)

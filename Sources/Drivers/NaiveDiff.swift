@@ -28,12 +28,9 @@ extension Driver {
     /// Changes of `id` against `parent` (nil: against an empty tree), in path order.
     public func changes(id: String, parent: String?) throws -> [Change] {
         guard let d = try diffDirectory(id: id, parent: parent) else { return try naiveChanges(id: id, parent: parent) }
-        switch d.whiteouts {
-        case let .overlay(prefix):
-            return try OverlayChanges.changes(upper: d.directory, lowers: d.lowers, xattrPrefix: prefix)
-        case .plain, .aufs:
-            return try naiveChanges(id: id, parent: parent)
-        }
+        // A plain directory cannot record deletions: only a union branch is a change set.
+        if d.whiteouts == .plain { return try naiveChanges(id: id, parent: parent) }
+        return try BranchChanges.changes(upper: d.directory, lowers: d.lowers, form: d.whiteouts)
     }
 
     /// The layer as a tar of its changes against `parent` (a full tar without parent).
@@ -43,9 +40,7 @@ extension Driver {
         }
         var options = options
         options.idMap = idMap
-        // An aufs branch holds its whiteouts as .wh. files already: exported as they are.
-        try Layers.export(directory: d.directory, to: fd, name: name, options: options,
-                          whiteouts: d.whiteouts == .aufs ? .plain : d.whiteouts)
+        try Layers.export(directory: d.directory, to: fd, name: name, options: options, whiteouts: d.whiteouts)
     }
 
     /// Apply a layer tar onto layer `id` (created on its parent); returns the applied size: the

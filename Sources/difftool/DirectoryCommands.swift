@@ -86,8 +86,7 @@ struct TarCommand: ParsableCommand {
         let options = try profile.exportOptions()
         let form = try whiteouts.form()
         try FileOutput.with(output) { fd, name in
-            // An aufs branch holds its whiteouts as .wh. files already: exported as they are.
-            try Layers.export(directory: Bytes.of(dir), to: fd, name: name, options: options, whiteouts: form == .aufs ? .plain : form)
+            try Layers.export(directory: Bytes.of(dir), to: fd, name: name, options: options, whiteouts: form)
         }
     }
 }

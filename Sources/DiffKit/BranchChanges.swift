@@ -1,24 +1,33 @@
-// Changes of an overlay layer read from its upper dir alone (containers/storage's
-// OverlayChanges, BEHAVIOUR.md §3.5): the walk is over the upper dir; the lower dirs are only
-// looked up at the paths the upper holds, so the cost follows the size of the layer, not of
-// the image.
+// Changes of a layer read from its own branch alone — an overlay upper dir (containers/storage's
+// OverlayChanges, BEHAVIOUR.md §3.5) or an aufs diff dir (archive.Changes, §3.3): the walk is
+// over the branch; the lower branches are only looked up at the paths the branch holds, so the
+// cost follows the size of the layer, not of the image.
 import ArchiveBridge
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-public enum OverlayChanges {
-    /// Changes of `upper` over `lowers` (nearest first). A 0/0 device is a deletion; an opaque
-    /// directory that hides something is reported deleted (and not added) and its children as
-    /// added or modified (CHG-OVL-3); an entry the parent's view has is a modification, except a
-    /// directory whose size, mode, owner and mtime are all unchanged; parents of additions and
-    /// deletions are reported modified. Two refinements over containers/storage: a whiteout of a
-    /// name the lowers do not have is not a deletion, and lookups follow overlay's own rules (a
-    /// non-directory or an opaque directory in a lower hides the lowers below it).
-    public static func changes(upper: [UInt8], lowers: [[UInt8]], xattrPrefix: String = "trusted.") throws -> [Change] {
-        let opaqueName = Bytes.of(xattrPrefix + "overlay.opaque")
-        var view = try ParentView(lowers: lowers, opaqueName: opaqueName)
+public enum BranchChanges {
+    static let wh = Bytes.of(".wh.")
+    static let whMeta = Bytes.of(".wh..wh.")
+    static let whOpaque = Bytes.of(".wh..wh..opq")
+
+    /// Changes of branch `upper` over `lowers` (nearest first), whose deletions take `form`
+    /// (overlay: 0/0 devices and the opaque xattr; aufs: `.wh.` files and `.wh..wh..opq`). A
+    /// whiteout is a deletion; an opaque directory that hides something is reported deleted (and
+    /// not added) and its children as added or modified (CHG-OVL-3); an entry the parent's view
+    /// has is a modification, except a directory whose size, mode, owner and mtime are all
+    /// unchanged; every ancestor of an addition or deletion is modified (containers/storage).
+    /// Refinements over the references: a whiteout of a name the lowers do not have is not a
+    /// deletion, aufs meta entries (`.wh..wh.*`) are skipped with what is below them, and lookups
+    /// follow the union's rules (a whiteout, a non-directory or an opaque directory in a lower
+    /// hides the lowers below it).
+    public static func changes(upper: [UInt8], lowers: [[UInt8]], form: WhiteoutForm) throws -> [Change] {
+        let aufs = form == .aufs
+        var opaqueName: [UInt8] = []
+        if case let .overlay(prefix) = form { opaqueName = Bytes.of(prefix + "overlay.opaque") }
+        var view = try ParentView(lowers: lowers, form: form)
         defer { view.close() }
         var changes: [Change] = []
         var changedDirs = Set<[UInt8]>()
@@ -26,14 +35,16 @@ public enum OverlayChanges {
         var ancestors: [FileInfo] = []
 
         try Walker.walk(root: upper, visit: { dir, name, info in
-            let path = dir.child(name)
-            let below = try view.lookup(name)
+            var path = dir.child(name)
+            if aufs && name.starts(with: whMeta) { return .skip }
+            let deleted: [UInt8]? = aufs ? (name.starts(with: wh) ? Array(name.dropFirst(4)) : nil) : (info.isOverlayWhiteout ? name : nil)
+            let below = try view.lookup(deleted ?? name)
             var kind: Change.Kind
-            if info.isOverlayWhiteout {
+            if let deleted {
                 guard below != nil else { return .skip }
                 kind = .delete
-            } else if info.isDirectory, below != nil,
-                      try Sys.getXattr(path: dir.absoluteChild(name), name: opaqueName) == [UInt8(ascii: "y")] {
+                path = dir.child(deleted)
+            } else if info.isDirectory, below != nil, try Self.isOpaque(dir, name, aufs: aufs, opaqueName: opaqueName) {
                 kind = .delete
             } else if let below {
                 if info.isDirectory && below.isDirectory && below.size == info.size && below.permissions == info.permissions
@@ -72,17 +83,24 @@ public enum OverlayChanges {
         })
         return changes.sorted(by: Change.pathOrder)
     }
+
+    static func isOpaque(_ dir: WalkDir, _ name: [UInt8], aufs: Bool, opaqueName: [UInt8]) throws -> Bool {
+        if aufs { return try Sys.lstatIfExists(dir.fd, name + [LayerPath.slash] + whOpaque) != nil }
+        return try Sys.getXattr(path: dir.absoluteChild(name), name: opaqueName) == [UInt8(ascii: "y")]
+    }
 }
 
-/// The parent layer's merged view, looked up one directory at a time as the upper is walked:
+/// The parent layer's merged view, looked up one directory at a time as the branch is walked:
 /// for the current directory, the descriptors of that directory in each lower where it is
 /// visible, nearest first, cut after an opaque one or where a lower hides it.
 struct ParentView {
     private var levels: [[Int32]]
-    private let opaqueName: [UInt8]
+    private let aufs: Bool
+    private var opaqueName: [UInt8] = []
 
-    init(lowers: [[UInt8]], opaqueName: [UInt8]) throws {
-        self.opaqueName = opaqueName
+    init(lowers: [[UInt8]], form: WhiteoutForm) throws {
+        aufs = form == .aufs
+        if case let .overlay(prefix) = form { opaqueName = Bytes.of(prefix + "overlay.opaque") }
         var fds: [Int32] = []
         for l in lowers {
             do { fds.append(try Sys.open(l, O_RDONLY | O_DIRECTORY)) } catch {
@@ -102,9 +120,10 @@ struct ParentView {
     /// nil when no lower has it or the nearest one holding it is a whiteout.
     func lookup(_ name: [UInt8]) throws -> FileInfo? {
         for fd in levels[levels.count - 1] {
+            if aufs, try Sys.lstatIfExists(fd, BranchChanges.wh + name) != nil { return nil }
             guard let st = try Sys.lstatIfExists(fd, name) else { continue }
             let info = FileInfo(st)
-            return info.isOverlayWhiteout ? nil : info
+            return info.isOverlayWhiteout && !aufs ? nil : info
         }
         return nil
     }
@@ -113,6 +132,7 @@ struct ParentView {
     mutating func enter(_ name: [UInt8]) throws {
         var next: [Int32] = []
         for fd in levels[levels.count - 1] {
+            if aufs, try Sys.lstatIfExists(fd, BranchChanges.wh + name) != nil { break }
             let (sub, err) = Sys.tryOpenat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
             if sub < 0 {
                 if err == ENOENT { continue }
@@ -122,8 +142,9 @@ struct ParentView {
                 throw SystemError("open", name, errno: err)
             }
             next.append(sub)
-            let opaque = try Sys.getXattr(path: name, fd: sub, name: opaqueName)
-            if opaque == [UInt8(ascii: "y")] { break }
+            let opaque = aufs ? try Sys.lstatIfExists(sub, BranchChanges.whOpaque) != nil
+                : try Sys.getXattr(path: name, fd: sub, name: opaqueName) == [UInt8(ascii: "y")]
+            if opaque { break }
         }
         levels.append(next)
     }
