@@ -19,7 +19,7 @@ public struct LayerRecord: Sendable, Equatable {
 
 public final class LayerStore {
     /// The drivers a store can be opened with.
-    public static let drivers = ["vfs", "overlay2", "btrfs"]
+    public static let drivers = ["vfs", "overlay2", "btrfs", "aufs"]
     public let driver: Driver
     let meta: [UInt8]
 
@@ -31,6 +31,7 @@ public final class LayerStore {
         case "overlay2", "overlay":
             driver = try Overlay2Driver(home: home + Bytes.of("/overlay2"), options: driverOptions, idMap: idMap)
         case "btrfs": driver = try BtrfsDriver(home: home + Bytes.of("/btrfs"), options: driverOptions, idMap: idMap)
+        case "aufs": driver = try AufsDriver(home: home + Bytes.of("/aufs"), options: driverOptions, idMap: idMap)
         default: throw DriverError.unknownDriver(driverName)
         }
         meta = home + Bytes.of("/layers")

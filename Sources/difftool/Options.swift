@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 struct StoreOptions: ParsableArguments {
-    @Option(help: "Storage driver: vfs, overlay2 or btrfs.")
+    @Option(help: "Storage driver: vfs, overlay2, btrfs or aufs.")
     var driver: String = "vfs"
 
     @Option(help: "Store directory (default: $XDG_DATA_HOME/difftool, else ~/.local/share/difftool).")

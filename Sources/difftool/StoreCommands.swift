@@ -3,6 +3,11 @@ import ArgumentParser
 import ArchiveBridge
 import DiffKit
 import Drivers
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct CreateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Create an empty layer ID on PARENT.")
@@ -135,5 +140,35 @@ struct MetadataCommand: ParsableCommand {
         let r = try s.record(id)
         let pairs = try s.driver.metadata(id: id).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         try printPairs([("ID", id), ("Parent", r.parent ?? "")] + pairs, json: json)
+    }
+}
+
+struct MigrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Copy every layer of one store into another driver's store (parents first; resumable; the source is only read).")
+    @Option(help: "Source driver (aufs, vfs, overlay2, btrfs).") var from: String
+    @Option(name: .customLong("from-home"), help: "Source home: a difftool store, or for aufs also a bare aufs directory such as /var/lib/docker/aufs.")
+    var fromHome: String
+    @Option(help: "Target driver.") var to: String
+    @Option(name: .customLong("to-home"), help: "Target difftool store.") var toHome: String
+    @Flag(help: "JSON output.") var json = false
+
+    func run() throws {
+        let source: Driver
+        let layers: [Migration.Layer]
+        if from == "aufs" {
+            let bare = (try? Sys.fstatat(AT_FDCWD, Bytes.of(fromHome + "/diff"))) != nil
+                && (try? Sys.fstatat(AT_FDCWD, Bytes.of(fromHome + "/aufs"))) == nil
+            let d = try AufsDriver(home: Bytes.of(bare ? fromHome : fromHome + "/aufs"))
+            (source, layers) = (d, try d.layers())
+        } else {
+            let s = try LayerStore(driverName: from, home: Bytes.of(fromHome))
+            (source, layers) = (s.driver, try s.list().map { ($0.id, $0.parent) })
+        }
+        let target = try LayerStore(driverName: to, home: Bytes.of(toHome))
+        let r = try Migration.run(source: source, layers: layers, into: target, logger: Logger(label: "difftool"))
+        try writeStdout(json ? "{\"copied\":\(r.copied.count),\"skipped\":\(r.skipped.count)}\n"
+            : "copied \(r.copied.count) layers, skipped \(r.skipped.count) already in the target\n")
     }
 }

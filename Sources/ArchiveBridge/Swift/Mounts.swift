@@ -19,7 +19,7 @@ extension Sys {
 
     /// mount(2) of an overlay on `target` with `data` as its options.
     public static func mountOverlay(target: [UInt8], data: String) throws {
-        let r = withCString(target) { mount("overlay", $0, "overlay", 0, data) }
+        let r = withCString(target) { Glibc.mount("overlay", $0, "overlay", 0, data) }
         if r != 0 { throw SystemError("mount overlay", target, errno: errno) }
     }
 
@@ -90,5 +90,13 @@ public enum ProjectQuota {
             ?? dk_project_get(fsfd, nil, id, &limit, &used)
         if r != 0 { throw SystemError("get project quota \(id)", shown, errno: errno) }
         return (limit, used)
+    }
+}
+
+extension Sys {
+    /// mount(2) of any filesystem (`flags`: MS_* such as MS_REMOUNT).
+    public static func mount(source: String, target: [UInt8], type: String, flags: UInt, data: String) throws {
+        let r = withCString(target) { Glibc.mount(source, $0, type, flags, data) }
+        if r != 0 { throw SystemError("mount \(type)", target, errno: errno) }
     }
 }

@@ -1,0 +1,306 @@
+// aufs (BEHAVIOUR.md §7.6): the legacy store, in the seeds' layout so an existing
+// /var/lib/docker/aufs works.
+//
+//   home/diff/<id>     the layer's branch: its files, deletions kept as `.wh.` files
+//   home/layers/<id>   its ancestors, nearest first, one id a line (empty for a base layer)
+//   home/mnt/<id>      the union mount point
+//
+// Without the aufs module (recent kernels) the store still opens: a layer's own branch is its
+// change set in aufs form, so export, changes, sizes and import need no mount; only the view of
+// a layer with parents does. With the module, get mounts the union.
+import ArchiveBridge
+import DiffKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class AufsDriver: Driver {
+    public let name = "aufs"
+    public let home: [UInt8]
+    public let idMap: IDMap
+    /// The kernel has aufs (listed in /proc/filesystems).
+    public let moduleLoaded: Bool
+    /// The module takes `dirperm1` (probed with a test mount).
+    public let dirperm1: Bool
+    let backingFS: String
+    private var mountOptions: [String] = []
+    private let refs: RefCounter
+    private let mountLock = NSLockish()
+    private var mountedHere = Set<String>()
+
+    /// Driver options: `aufs.mountopt=OPTS` (extra mount options, containers/storage); anything
+    /// else is refused. A home on aufs, btrfs or ecryptfs is refused (aufs cannot stack on them).
+    public init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
+        var extra: [String] = []
+        for (key, value) in options {
+            switch key.lowercased() {
+            case "aufs.mountopt", ".mountopt": extra = value.split(separator: ",").map(String.init)
+            default: throw DriverError.invalidOption(driver: "aufs", key: key, reason: "unknown option")
+            }
+        }
+        var probe = home
+        while (try? Sys.fstatat(AT_FDCWD, probe)) == nil, probe.count > 1 {
+            probe = LayerPath.split(probe).0
+            if probe.isEmpty { probe = [LayerPath.slash] }
+        }
+        let fs = backingFilesystem(probe)
+        if ["aufs", "btrfs", "ecryptfs"].contains(fs) {
+            throw DriverError.notSupported(driver: "aufs", reason: "\(Bytes.string(home)) is on \(fs), which aufs cannot be stacked on")
+        }
+        self.home = home
+        self.idMap = idMap
+        backingFS = fs
+        mountOptions = extra
+        let root = idMap.rootPair
+        try makeDirectory(home, mode: 0o710, uid: geteuid(), gid: root.gid)
+        for d in ["mnt", "diff", "layers"] { try makeDirectory(home + Bytes.of("/" + d), mode: 0o710, uid: geteuid(), gid: root.gid) }
+        // What an interrupted remove left behind.
+        for d in ["mnt", "diff"] {
+            let dir = home + Bytes.of("/" + d)
+            let fd = try Sys.open(dir, O_RDONLY | O_DIRECTORY)
+            defer { Sys.close(fd) }
+            for e in try Sys.readDirectory(fd, shown: dir) where Bytes.string(e.name).hasSuffix("-removing") {
+                try removeTree(fd, e.name)
+            }
+        }
+        let fsList = (try? Sys.readFile(Bytes.of("/proc/filesystems"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        moduleLoaded = fsList.contains("\taufs\n") && !ApplyOptions.detectUserNamespace()
+        dirperm1 = moduleLoaded && AufsDriver.probeDirperm1(home)
+        refs = RefCounter(isMounted: { [home] id in Sys.isMountPoint(home + Bytes.of("/mnt/\(id)")) })
+    }
+
+    func diffDir(_ id: String) -> [UInt8] { home + Bytes.of("/diff/" + id) }
+    func mountPoint(_ id: String) -> [UInt8] { home + Bytes.of("/mnt/" + id) }
+    func layersFile(_ id: String) -> [UInt8] { home + Bytes.of("/layers/" + id) }
+
+    /// The layer's ancestors, nearest first.
+    func parents(_ id: String) throws -> [String] {
+        let text = try Sys.readFile(layersFile(id))
+        return String(decoding: text, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+
+    // MARK: create / remove
+
+    public func create(id: String, parent: String?, options: [String: String]) throws {
+        try createReadWrite(id: id, parent: parent, options: options)
+    }
+
+    public func createReadWrite(id: String, parent: String?, options: [String: String]) throws {
+        try validate(id: id)
+        if let k = options.keys.first {
+            throw DriverError.invalidOption(driver: name, key: k, reason: "aufs takes no storage options")
+        }
+        if exists(id: id) { throw DriverError.layerExists(id) }
+        var chain: [String] = []
+        var rootAttributes = (mode: UInt32(0o755), uid: idMap.rootPair.uid, gid: idMap.rootPair.gid)
+        if let parent {
+            guard (try? validate(id: parent)) != nil, let p = try? parents(parent) else {
+                throw DriverError.parentNotFound(id: id, parent: parent)
+            }
+            chain = [parent] + p
+            // The union's root is the top branch's root: it starts as the parent's looks.
+            let st = try Sys.fstatat(AT_FDCWD, diffDir(parent))
+            rootAttributes = (UInt32(st.st_mode) & 0o7777, st.st_uid, st.st_gid)
+        }
+        let root = idMap.rootPair
+        do {
+            try makeDirectory(mountPoint(id), mode: 0o755, uid: root.uid, gid: root.gid)
+            try makeDirectory(diffDir(id), mode: rootAttributes.mode, uid: rootAttributes.uid, gid: rootAttributes.gid)
+            try writeFileAtomically(layersFile(id), Bytes.of(chain.map { $0 + "\n" }.joined()), mode: 0o644)
+        } catch {
+            try? removeTree(AT_FDCWD, mountPoint(id))
+            try? removeTree(AT_FDCWD, diffDir(id))
+            throw error
+        }
+    }
+
+    /// Unmount, drop the layers file, then rename each directory to `<id>-removing` and delete it
+    /// (a killed remove leaves only `-removing` entries, cleaned at the next start).
+    public func remove(id: String) throws {
+        try validate(id: id)
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        try mountLock.withLock {
+            while refs.decrement(id) > 0 {}
+            mountedHere.remove(id)
+            try unmount(id)
+        }
+        _ = Sys.withCString(layersFile(id)) { unlink($0) }
+        for path in [diffDir(id), mountPoint(id)] {
+            let removing = path + Bytes.of("-removing")
+            if Sys.withCString(path, { p in Sys.withCString(removing) { rename(p, $0) } }) != 0 {
+                if errno == ENOENT { continue }
+                throw SystemError("rename", path, errno: errno)
+            }
+            try removeTree(AT_FDCWD, removing)
+        }
+    }
+
+    public func exists(id: String) -> Bool {
+        (try? validate(id: id)) != nil && (try? Sys.fstatat(AT_FDCWD, layersFile(id))) != nil
+    }
+
+    // MARK: get / put
+
+    public func get(id: String) throws -> [UInt8] {
+        try validate(id: id)
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        let chain = try parents(id)
+        if chain.isEmpty { return diffDir(id) }
+        guard moduleLoaded else {
+            throw DriverError.notSupported(driver: name, reason:
+                "this kernel has no aufs module, and layer \(id) has parents, so its view needs an aufs mount (export, changes, sizes, import and migrate work without one)")
+        }
+        return try mountLock.withLock {
+            let target = mountPoint(id)
+            if refs.increment(id) > 1 { return target }
+            do {
+                try mount(id, chain)
+            } catch {
+                _ = refs.decrement(id)
+                try? unmount(id)
+                throw error
+            }
+            mountedHere.insert(id)
+            return target
+        }
+    }
+
+    public func put(id: String) throws {
+        try validate(id: id)
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        if try parents(id).isEmpty { return }
+        try mountLock.withLock {
+            if refs.decrement(id) > 0 { return }
+            mountedHere.remove(id)
+            try unmount(id)
+        }
+    }
+
+    private func mount(_ id: String, _ chain: [String]) throws {
+        let target = mountPoint(id)
+        try makeDirectory(target, mode: 0o755, uid: idMap.rootPair.uid, gid: idMap.rootPair.gid)
+        let plan = AufsBranches.plan(rw: Bytes.string(diffDir(id)), ro: chain.map { Bytes.string(diffDir($0)) },
+                                     pageSize: Sys.pageSize, dirperm1: dirperm1, extraOptions: mountOptions)
+        try Sys.mount(source: "none", target: target, type: "aufs", flags: 0, data: plan.data)
+        for a in plan.appends { try Sys.mount(source: "none", target: target, type: "aufs", flags: UInt(MS_REMOUNT), data: a) }
+    }
+
+    /// Unmount if mounted, retrying while busy (5 × 100 ms, as the seeds do).
+    private func unmount(_ id: String) throws {
+        let target = mountPoint(id)
+        var tries = 0
+        while Sys.isMountPoint(target) {
+            do {
+                try Sys.unmount(target, detach: false)
+            } catch let e as SystemError where e.errno == .resourceBusy && tries < 5 {
+                tries += 1
+                usleep(100_000)
+            }
+        }
+    }
+
+    // MARK: status
+
+    public func status() -> [(String, String)] {
+        let layers = home + Bytes.of("/layers")
+        let count = (try? Sys.open(layers, O_RDONLY | O_DIRECTORY)).map { fd -> Int in
+            defer { Sys.close(fd) }
+            return ((try? Sys.readDirectory(fd, shown: layers)) ?? []).filter { $0.type != 4 && !Bytes.string($0.name).hasSuffix(".tmp") }.count
+        } ?? 0
+        return [
+            ("Root Dir", Bytes.string(home)), ("Backing Filesystem", backingFS), ("Dirs", String(count)),
+            ("Dirperm1 Supported", String(dirperm1)),
+            ("Module", moduleLoaded ? "loaded" : "absent (layers with parents cannot be mounted)"),
+        ]
+    }
+
+    public func metadata(id: String) throws -> [String: String] {
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        var m = ["DiffDir": Bytes.string(diffDir(id)), "MountPoint": Bytes.string(mountPoint(id))]
+        let chain = try parents(id)
+        if !chain.isEmpty { m["Parents"] = chain.joined(separator: ":") }
+        return m
+    }
+
+    public func cleanup() throws {
+        try mountLock.withLock {
+            for id in mountedHere.sorted() {
+                while refs.decrement(id) > 0 {}
+                try unmount(id)
+            }
+            mountedHere = []
+        }
+    }
+
+    // MARK: diffs
+
+    /// The branch is the change set when `parent` is the nearest ancestor (or both are absent).
+    public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? {
+        try validate(id: id)
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        let chain = try parents(id)
+        guard chain.first == parent else { return nil }
+        return LayerDiffDirectory(directory: diffDir(id), whiteouts: .aufs, lowers: chain.map(diffDir))
+    }
+
+    /// An import writes the branch directly, whiteouts kept as `.wh.` files (aufs's own form),
+    /// unless the branch has content or is mounted.
+    public func applyDirectory(id: String) throws -> LayerDiffDirectory? {
+        try validate(id: id)
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        let diff = diffDir(id)
+        let fd = try Sys.open(diff, O_RDONLY | O_DIRECTORY)
+        let empty = try Sys.readDirectory(fd, shown: diff).isEmpty
+        Sys.close(fd)
+        guard empty, !Sys.isMountPoint(mountPoint(id)) else { return nil }
+        return LayerDiffDirectory(directory: diff, whiteouts: .aufs, lowers: try parents(id).map(diffDir))
+    }
+
+    /// The writable part is the branch.
+    public func readWriteDiskUsage(id: String) throws -> DiskUsage {
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        let u = try Sizes.directoryUsage(diffDir(id))
+        return DiskUsage(size: u.size, inodes: u.inodes)
+    }
+
+    /// Whether the module takes `dirperm1`: a test mount of a scratch branch.
+    static func probeDirperm1(_ home: [UInt8]) -> Bool {
+        let base = Bytes.string(home) + "/dirperm1-check-\(getpid())"
+        mkdir(base, 0o700)
+        mkdir(base + "/branch", 0o700)
+        mkdir(base + "/mnt", 0o700)
+        defer { try? removeTree(AT_FDCWD, Bytes.of(base)) }
+        guard (try? Sys.mount(source: "none", target: Bytes.of(base + "/mnt"), type: "aufs", flags: 0,
+                              data: "br:\(base)/branch=rw,dirperm1")) != nil else { return false }
+        try? Sys.unmount(Bytes.of(base + "/mnt"))
+        return true
+    }
+}
+
+/// How a union of branches is mounted: mount(2) data holds at most a page, so as many read-only
+/// branches as fit go into the first mount and the rest are added by remounts with `append`
+/// (moby's aufsMount, BEHAVIOUR.md DRV-AUFS-MOUNT). A pure function, tested everywhere.
+public enum AufsBranches {
+    /// `data` for the first mount (`br:RW=rw:RO1=ro+wh:…,dio,xino=/dev/shm/aufs.xino[,dirperm1]`)
+    /// and one `append:RO=ro+wh` per branch that did not fit, in order.
+    public static func plan(rw: String, ro: [String], pageSize: Int, mountLabel: String = "", dirperm1: Bool,
+                            extraOptions: [String] = []) -> (data: String, appends: [String]) {
+        // Room left for ",dio,xino=/dev/shm/aufs.xino[,dirperm1]" and the label (moby's offset 54).
+        let capacity = pageSize - mountLabel.utf8.count - 54 - (dirperm1 ? ",dirperm1".count : 0)
+        var branches = "br:\(rw)=rw"
+        var index = 0
+        while index < ro.count {
+            let layer = ":\(ro[index])=ro+wh"
+            if branches.utf8.count + layer.utf8.count > capacity { break }
+            branches += layer
+            index += 1
+        }
+        var options = ["dio", "xino=/dev/shm/aufs.xino"]
+        if dirperm1 { options.append("dirperm1") }
+        options += extraOptions
+        if !mountLabel.isEmpty { options.append("context=\"\(mountLabel)\"") }
+        let appends = ro[index...].map { "append:\($0)=ro+wh" + (mountLabel.isEmpty ? "" : ",context=\"\(mountLabel)\"") }
+        return (([branches] + options).joined(separator: ","), appends)
+    }
+}
