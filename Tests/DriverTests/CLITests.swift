@@ -1,6 +1,7 @@
 // The difftool contract, through the built binary.
 import ArchiveBridge
 import DiffKit
+import Drivers
 import TestSupport
 import Testing
 
@@ -180,5 +181,25 @@ enum CLI {
         #expect(try Shell.run("btrfs subvolume list \(fs.mountPoint)").output.split(separator: "\n").count == 3)
         for id in ["copy", "rw", "base"] { #expect(try CLI.run("\(h) rm \(id)").0 == 0) }
         #expect(try Shell.run("btrfs subvolume list \(fs.mountPoint)").output.isEmpty)
+    }
+
+    /// `migrate --from aufs` on a bare aufs directory (as /var/lib/docker/aufs is) into overlay2.
+    @Test func migrateCommand() throws {
+        guard try Capability.kernel("overlay") else { return }
+        let aufs = try Fixture.tempDir("bareaufs")
+        defer { Fixture.cleanup(aufs) }
+        let d = try AufsDriver(home: Bytes.of(aufs))
+        try d.create(id: "b", parent: nil, options: [:])
+        try Fixture.apply(aufs + "/diff/b", [.file("f", "f"), .file("g", "g")])
+        try d.create(id: "c", parent: "b", options: [:])
+        try Fixture.apply(aufs + "/diff/c", [.file(".wh.g", ""), .file("h", "h")])
+        let target = try Fixture.tempDir("clitarget")
+        defer { Fixture.cleanup(target) }
+        let (status, out, _) = try CLI.run("migrate --from aufs --from-home \(aufs) --to overlay2 --to-home \(target)")
+        #expect(status == 0 && out == "copied 2 layers, skipped 0 already in the target\n")
+        #expect(try CLI.run("migrate --from aufs --from-home \(aufs) --to overlay2 --to-home \(target)").1.contains("skipped 2"))
+        let (_, mounted, _) = try CLI.run("--driver overlay2 --home \(target) mount c")
+        #expect(try Manifest.of(String(mounted.dropLast()), mtimes: false).map { String($0.split(separator: " ")[0]) } == ["f", "h"])
+        #expect(try CLI.run("--driver overlay2 --home \(target) umount c").0 == 0)
     }
 }
