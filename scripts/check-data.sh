@@ -3,8 +3,10 @@
 # import base.tar and a layer tar as a two-layer chain, check the top layer's view is `new`, and
 # check the export of the top layer (native where the driver has one), applied onto a copy of
 # base, reproduces `new`.
-#   DATA=/var/tmp/difftool-data DRIVER=overlay2 scripts/check-data.sh     (vfs, overlay2, btrfs)
-# btrfs gets a btrfs image on a loop device, made and removed here.
+#   DATA=/var/tmp/difftool-data DRIVER=overlay2 scripts/check-data.sh     (vfs, overlay2, btrfs, aufs)
+# btrfs gets a btrfs image on a loop device, made and removed here. aufs (no module here) shows
+# the top branch's .wh. files instead of a view, and is then migrated to overlay2, whose merged
+# view is checked.
 # The layer is difftool's own diff of base and new; with LAYER=moby it is make-data's layer.tar
 # (moby's naive diff), which misses what moby cannot see (an edit with equal size and mtime,
 # user.* xattrs) — those differences are then listed, not failed on.
@@ -40,13 +42,24 @@ check() {  # $1: what, $2: tree to compare with new
     echo "DIFFERENT: $1 vs new:"; echo "$extra" | head -20
     [ "${LAYER:-ours}" = moby ]
 }
-merged=$("$T" $S mount top)
-check "top layer of the $DRIVER chain" "$merged"
-[ "$DRIVER" != btrfs ] || echo "btrfs subvolume list: $(btrfs subvolume list "$W/mnt" | awk '{print $NF}' | tr '\n' ' ')"
-"$T" $S umount top
+if [ "$DRIVER" = aufs ]; then
+    echo "aufs: $(find "$HOME_DIR/aufs/diff/top" -name '.wh.*' | wc -l) whiteouts kept as .wh. files in the top layer's branch"
+else
+    merged=$("$T" $S mount top)
+    check "top layer of the $DRIVER chain" "$merged"
+    [ "$DRIVER" != btrfs ] || echo "btrfs subvolume list: $(btrfs subvolume list "$W/mnt" | awk '{print $NF}' | tr '\n' ' ')"
+    "$T" $S umount top
+fi
 
 "$T" $S export top -o "$W/native.tar"
 echo "export: $(tar -tf "$W/native.tar" | wc -l) entries, $(tar -tvf "$W/native.tar" | grep -c '\.wh\.') whiteouts"
 cp -a "$DATA/base" "$W/copy"
 "$T" apply "$W/copy" -i "$W/native.tar" >/dev/null
 check "the export applied onto a copy of base" "$W/copy"
+
+if [ "$DRIVER" = aufs ]; then
+    "$T" migrate --from aufs --from-home "$HOME_DIR" --to overlay2 --to-home "$W/migrated"
+    merged=$("$T" --driver overlay2 --home "$W/migrated" mount top)
+    check "merged view of the store migrated to overlay2" "$merged"
+    "$T" --driver overlay2 --home "$W/migrated" umount top
+fi
