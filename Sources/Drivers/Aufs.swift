@@ -257,6 +257,12 @@ public final class AufsDriver: Driver {
         return LayerDiffDirectory(directory: diff, whiteouts: .aufs, lowers: try parents(id).map(diffDir))
     }
 
+    /// A layer's own files are in its branch, and then in its parents' (no mount needed).
+    public func openFile(id: String, path: [UInt8]) throws -> Int32 {
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        return try openFile(in: [diffDir(id)] + (try parents(id)).map(diffDir), path: path)
+    }
+
     /// The writable part is the branch.
     public func readWriteDiskUsage(id: String) throws -> DiskUsage {
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }

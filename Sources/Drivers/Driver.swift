@@ -35,6 +35,9 @@ public protocol Driver: AnyObject {
     func createFromTemplate(id: String, template: String, parent: String?, readWrite: Bool, options: [String: String]) throws
     /// Bytes and inodes used by the layer's writable part (containers/storage's ReadWriteDiskUsage).
     func readWriteDiskUsage(id: String) throws -> DiskUsage
+    /// An open descriptor (read-only) of the regular file at `path` in layer `id`'s view, resolved
+    /// inside it (containers/storage's DiffGetter, for re-exporting a layer byte for byte).
+    func openFile(id: String, path: [UInt8]) throws -> Int32
 }
 
 /// What `readWriteDiskUsage` reports: bytes (each inode once) and the number of inodes.

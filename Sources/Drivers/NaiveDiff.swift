@@ -5,6 +5,10 @@
 import ArchiveBridge
 import DiffKit
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension Driver {
     public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? { nil }
     public func applyDirectory(id: String) throws -> LayerDiffDirectory? { nil }
@@ -16,6 +20,26 @@ extension Driver {
         } else {
             try create(id: id, parent: template, options: options)
         }
+    }
+
+    public func openFile(id: String, path: [UInt8]) throws -> Int32 {
+        let dir = try get(id: id)
+        defer { try? put(id: id) }
+        return try openFile(in: [dir], path: path)
+    }
+
+    /// The file at `path` in the first of `roots` that has it, resolved inside that root.
+    func openFile(in roots: [[UInt8]], path: [UInt8]) throws -> Int32 {
+        var last = ENOENT
+        for root in roots {
+            let rootfd = try Sys.open(root, O_RDONLY | O_DIRECTORY)
+            defer { Sys.close(rootfd) }
+            let (fd, err) = Sys.openInRoot(rootfd, path, O_RDONLY | O_NOFOLLOW)
+            if fd >= 0 { return fd }
+            last = err
+            if err != ENOENT { break }
+        }
+        throw SystemError("open", path, errno: last)
     }
 
     public func readWriteDiskUsage(id: String) throws -> DiskUsage {

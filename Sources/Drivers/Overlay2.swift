@@ -389,6 +389,12 @@ public final class Overlay2Driver: Driver {
         return LayerDiffDirectory(directory: diff, whiteouts: .overlay(xattrPrefix: xattrPrefix), lowers: try lowerDirs(id))
     }
 
+    /// From the diff dir, then each lower's (containers/storage's overlay DiffGetter; no mount).
+    public func openFile(id: String, path: [UInt8]) throws -> Int32 {
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
+        return try openFile(in: [diffDir(id)] + (try lowerDirs(id)), path: path)
+    }
+
     /// The writable part is the diff dir (containers/storage's overlay does the same).
     public func readWriteDiskUsage(id: String) throws -> DiskUsage {
         try validate(id: id)

@@ -75,6 +75,12 @@ import Glibc
             #expect(try d.diffSize(id: "3", parent: "2") == 0)
             try Fixture.apply(home + "/diff/3", [.file("test2.txt", "t")])
             #expect(try d.changes(id: "3", parent: "2").map(\.line) == ["A /test2.txt"])
+            // Files by path for re-export, from the branch and then the parents', without a mount.
+            let fd = try d.openFile(id: "3", path: Bytes.of("dir1/file1-1"))
+            defer { close(fd) }
+            var buf = [UInt8](repeating: 0, count: 16)
+            #expect(read(fd, &buf, 16) == 7 && Array(buf[0..<7]) == Bytes.of("changed"))
+            #expect(throws: SystemError.self) { _ = try d.openFile(id: "3", path: Bytes.of("../../etc/passwd-nope")) }
             // Against a grandparent the trees must be compared, which needs the union mounted.
             if !d.moduleLoaded { #expect(throws: DriverError.self) { _ = try d.changes(id: "3", parent: "1") } }
         }
