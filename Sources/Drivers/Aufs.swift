@@ -25,9 +25,10 @@ public final class AufsDriver: Driver {
     public let dirperm1: Bool
     let backingFS: String
     private var mountOptions: [String] = []
-    private let refs: RefCounter
-    private let mountLock = NSLockish()
-    private var mountedHere = Set<String>()
+    private lazy var mounts = MountTable(
+        mountPoint: { [unowned self] in mountPoint($0) },
+        mount: { [unowned self] id in try mount(id, try parents(id)) },
+        unmount: { [unowned self] in try unmount($0) })
 
     /// Driver options: `aufs.mountopt=OPTS` (extra mount options, containers/storage); anything
     /// else is refused. A home on aufs, btrfs or ecryptfs is refused (aufs cannot stack on them).
@@ -67,7 +68,6 @@ public final class AufsDriver: Driver {
         let fsList = (try? Sys.readFile(Bytes.of("/proc/filesystems"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
         moduleLoaded = fsList.contains("\taufs\n") && !ApplyOptions.detectUserNamespace()
         dirperm1 = moduleLoaded && AufsDriver.probeDirperm1(home)
-        refs = RefCounter(isMounted: { [home] id in Sys.isMountPoint(home + Bytes.of("/mnt/\(id)")) })
     }
 
     func diffDir(_ id: String) -> [UInt8] { home + Bytes.of("/diff/" + id) }
@@ -120,11 +120,7 @@ public final class AufsDriver: Driver {
     public func remove(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
-        try mountLock.withLock {
-            while refs.decrement(id) > 0 {}
-            mountedHere.remove(id)
-            try unmount(id)
-        }
+        try mounts.forget(id)
         _ = Sys.withCString(layersFile(id)) { unlink($0) }
         for path in [diffDir(id), mountPoint(id)] {
             let removing = path + Bytes.of("-removing")
@@ -151,30 +147,14 @@ public final class AufsDriver: Driver {
             throw DriverError.notSupported(driver: name, reason:
                 "this kernel has no aufs module, and layer \(id) has parents, so its view needs an aufs mount (export, changes, sizes, import and migrate work without one)")
         }
-        return try mountLock.withLock {
-            let target = mountPoint(id)
-            if refs.increment(id) > 1 { return target }
-            do {
-                try mount(id, chain)
-            } catch {
-                _ = refs.decrement(id)
-                try? unmount(id)
-                throw error
-            }
-            mountedHere.insert(id)
-            return target
-        }
+        return try mounts.acquire(id)
     }
 
     public func put(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         if try parents(id).isEmpty { return }
-        try mountLock.withLock {
-            if refs.decrement(id) > 0 { return }
-            mountedHere.remove(id)
-            try unmount(id)
-        }
+        try mounts.release(id)
     }
 
     private func mount(_ id: String, _ chain: [String]) throws {
@@ -223,15 +203,7 @@ public final class AufsDriver: Driver {
         return m
     }
 
-    public func cleanup() throws {
-        try mountLock.withLock {
-            for id in mountedHere.sorted() {
-                while refs.decrement(id) > 0 {}
-                try unmount(id)
-            }
-            mountedHere = []
-        }
-    }
+    public func cleanup() throws { try mounts.releaseAll() }
 
     // MARK: diffs
 
@@ -250,10 +222,7 @@ public final class AufsDriver: Driver {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         let diff = diffDir(id)
-        let fd = try Sys.open(diff, O_RDONLY | O_DIRECTORY)
-        let empty = try Sys.readDirectory(fd, shown: diff).isEmpty
-        Sys.close(fd)
-        guard empty, !Sys.isMountPoint(mountPoint(id)) else { return nil }
+        guard try isFreshBranch(diff, mountPoint: mountPoint(id)) else { return nil }
         return LayerDiffDirectory(directory: diff, whiteouts: .aufs, lowers: try parents(id).map(diffDir))
     }
 

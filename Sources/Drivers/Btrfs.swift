@@ -18,7 +18,6 @@ public final class BtrfsDriver: Driver {
     public let idMap: IDMap
     /// `btrfs.min_space`: the smallest size a layer may be limited to; setting it turns quotas on.
     let minSpace: UInt64?
-    private let refs = RefCounter()
     private let lock = NSLockish()
     private var quotaOn: Bool?
 
@@ -246,11 +245,11 @@ public final class BtrfsDriver: Driver {
             throw DriverError.layerNotFound(id)
         }
         if let size = storedSize(id), size >= (minSpace ?? 0) { try limit(id, size) }
-        _ = refs.increment(id)
         return path
     }
 
-    public func put(id: String) throws { _ = refs.decrement(id) }
+    /// Nothing is mounted: nothing to release.
+    public func put(id: String) throws {}
 
     public func status() -> [(String, String)] {
         var s = [("Build Version", Btrfs.buildVersion), ("Library Version", String(Btrfs.libraryVersion))]

@@ -148,3 +148,63 @@ final class NSLockish: @unchecked Sendable {
         return try body()
     }
 }
+
+/// The mounts of a driver's layers: reference counts that follow the kernel (`RefCounter` with a
+/// mount check), one lock so two threads never both mount or unmount a layer, and the set this
+/// process mounted, for cleanup. The driver says how to mount and unmount one layer.
+final class MountTable: @unchecked Sendable {
+    private let refs: RefCounter
+    private let lock = NSLockish()
+    private var mine = Set<String>()
+    private let mountPoint: (String) -> [UInt8]
+    private let mount: (String) throws -> Void
+    private let unmount: (String) throws -> Void
+
+    init(mountPoint: @escaping (String) -> [UInt8], mount: @escaping (String) throws -> Void, unmount: @escaping (String) throws -> Void) {
+        self.mountPoint = mountPoint
+        self.mount = mount
+        self.unmount = unmount
+        refs = RefCounter(isMounted: { Sys.isMountPoint(mountPoint($0)) })
+    }
+
+    /// The layer's mount point, mounted at the first reference (undone if mounting fails).
+    func acquire(_ id: String) throws -> [UInt8] {
+        try lock.withLock {
+            if refs.increment(id) > 1 { return mountPoint(id) }
+            do {
+                try mount(id)
+            } catch {
+                _ = refs.decrement(id)
+                try? unmount(id)
+                throw error
+            }
+            mine.insert(id)
+            return mountPoint(id)
+        }
+    }
+
+    /// Drop one reference; the last unmounts.
+    func release(_ id: String) throws {
+        try lock.withLock {
+            if refs.decrement(id) > 0 { return }
+            mine.remove(id)
+            try unmount(id)
+        }
+    }
+
+    /// Unmount whatever references remain (before the layer is removed).
+    func forget(_ id: String) throws { try lock.withLock { try drop(id) } }
+
+    /// Unmount everything this process mounted.
+    func releaseAll() throws {
+        try lock.withLock {
+            for id in mine.sorted() { try drop(id) }
+        }
+    }
+
+    private func drop(_ id: String) throws {
+        while refs.decrement(id) > 0 {}
+        mine.remove(id)
+        try unmount(id)
+    }
+}

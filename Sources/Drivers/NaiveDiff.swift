@@ -127,3 +127,11 @@ extension Driver {
         return try body(dir, parentDir)
     }
 }
+
+/// A branch an import may write directly: empty, and not under a live mount (whose cached view
+/// would not see the change).
+func isFreshBranch(_ dir: [UInt8], mountPoint: [UInt8]) throws -> Bool {
+    let fd = try Sys.open(dir, O_RDONLY | O_DIRECTORY)
+    defer { Sys.close(fd) }
+    return try Sys.readDirectory(fd, shown: dir).isEmpty && !Sys.isMountPoint(mountPoint)
+}

@@ -40,9 +40,10 @@ public final class Overlay2Driver: Driver {
     private let quota: QuotaControl?
     /// `overlay2.size`: the limit of every read-write layer without its own `size`.
     private let defaultSize: UInt64?
-    private let refs: RefCounter
-    private let mountLock = NSLockish()
-    private var mountedHere = Set<String>()
+    private lazy var mounts = MountTable(
+        mountPoint: { [unowned self] in mergedDir($0) },
+        mount: { [unowned self] id in try mount(id, try lowers(id)) },
+        unmount: { [unowned self] in try unmount($0) })
 
     /// Driver options: `overlay2.override_kernel_check=BOOL` (accepted, no effect: the kernel's
     /// features are probed), `overlay2.size=SIZE` (needs xfs project quotas). `overlay.` works as
@@ -97,7 +98,6 @@ public final class Overlay2Driver: Driver {
             : try Overlay2Driver.cachedProbe(home: home, mountOptions: mo)
         quota = backingFS == "xfs" ? QuotaControl(home: home) : nil
         defaultSize = size
-        refs = RefCounter(isMounted: { [home] id in Sys.isMountPoint(home + Bytes.of("/\(id)/merged")) })
         if size != nil && quota == nil {
             throw DriverError.invalidOption(driver: "overlay2", key: "overlay2.size", reason: quotaMissing)
         }
@@ -229,12 +229,7 @@ public final class Overlay2Driver: Driver {
         if id.isEmpty { throw DriverError.emptyID }
         try validate(id: id)
         guard exists(id: id) else { return }
-        try mountLock.withLock {
-            let merged = mergedDir(id)
-            while refs.decrement(id) > 0 {}
-            mountedHere.remove(id)
-            if Sys.isMountPoint(merged) { try Sys.unmount(merged) }
-        }
+        try mounts.forget(id)
         if let l = try? link(id) { _ = Sys.withCString(home + Bytes.of("/l/" + l)) { unlink($0) } }
         try removeTree(AT_FDCWD, dir(id))
     }
@@ -250,30 +245,14 @@ public final class Overlay2Driver: Driver {
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         let lower = try lowers(id)
         if lower.isEmpty { return diffDir(id) }
-        return try mountLock.withLock {
-            let merged = mergedDir(id)
-            if refs.increment(id) > 1 { return merged }
-            do {
-                try mount(id, lower)
-            } catch {
-                _ = refs.decrement(id)
-                _ = Sys.withCString(merged) { rmdir($0) }
-                throw error
-            }
-            mountedHere.insert(id)
-            return merged
-        }
+        return try mounts.acquire(id)
     }
 
     public func put(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         if try lowers(id).isEmpty { return }
-        try mountLock.withLock {
-            if refs.decrement(id) > 0 { return }
-            mountedHere.remove(id)
-            try unmount(id)
-        }
+        try mounts.release(id)
     }
 
     private func unmount(_ id: String) throws {
@@ -347,15 +326,7 @@ public final class Overlay2Driver: Driver {
     }
 
     /// Unmount every layer this driver mounted.
-    public func cleanup() throws {
-        try mountLock.withLock {
-            for id in mountedHere.sorted() {
-                while refs.decrement(id) > 0 {}
-                try unmount(id)
-            }
-            mountedHere = []
-        }
-    }
+    public func cleanup() throws { try mounts.releaseAll() }
 
     // MARK: diffs
 
@@ -382,10 +353,7 @@ public final class Overlay2Driver: Driver {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         let diff = diffDir(id)
-        let fd = try Sys.open(diff, O_RDONLY | O_DIRECTORY)
-        let empty = try Sys.readDirectory(fd, shown: diff).isEmpty
-        Sys.close(fd)
-        guard empty, !Sys.isMountPoint(mergedDir(id)) else { return nil }
+        guard try isFreshBranch(diff, mountPoint: mergedDir(id)) else { return nil }
         return LayerDiffDirectory(directory: diff, whiteouts: .overlay(xattrPrefix: xattrPrefix), lowers: try lowerDirs(id))
     }
 
