@@ -67,7 +67,7 @@ public enum DriverError: Error, CustomStringConvertible {
     case layerExists(String)
     case invalidID(String)
     case parentNotFound(id: String, parent: String)
-    case inUse(String)
+    case parentLoop(String)
     case notSupported(driver: String, reason: String)
     case maxDepthExceeded(id: String, limit: Int)
     case mountDataTooLarge(id: String, length: Int)
@@ -81,7 +81,7 @@ public enum DriverError: Error, CustomStringConvertible {
         case let .layerExists(id): return "layer \(id): already exists"
         case let .invalidID(id): return "invalid layer id '\(id)': use letters, digits, '.', '_' or '-'"
         case let .parentNotFound(id, p): return "layer \(id): parent \(p) not found"
-        case let .inUse(id): return "layer \(id): in use"
+        case let .parentLoop(id): return "layer \(id): its parent chain loops back to it"
         case let .notSupported(d, r): return "\(d) is not supported here: \(r)"
         case let .maxDepthExceeded(id, n): return "layer \(id): max depth exceeded (at most \(n) lower layers)"
         case let .mountDataTooLarge(id, n): return "layer \(id): cannot mount layer, mount label too large \(n)"
@@ -96,41 +96,6 @@ func validate(id: String) throws {
           id.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A)
               || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") })
     else { throw DriverError.invalidID(id) }
-}
-
-/// Per-id reference counts for get/put (DRV-RC-1), safe across threads. With a mount check, the
-/// count follows the kernel as containers/storage's does: a layer found mounted (by an earlier
-/// process, say) counts as one reference, one found unmounted (externally) as none.
-public final class RefCounter: @unchecked Sendable {
-    private var counts: [String: Int] = [:]
-    private let lock = NSLockish()
-    private let isMounted: ((String) -> Bool)?
-
-    public init(isMounted: ((String) -> Bool)? = nil) { self.isMounted = isMounted }
-
-    private func checked(_ id: String) -> Int {
-        let n = counts[id, default: 0]
-        guard let isMounted else { return n }
-        let mounted = isMounted(id)
-        if n == 0 && mounted { return 1 }
-        if n > 0 && !mounted { return 0 }
-        return n
-    }
-
-    /// Returns the new count.
-    public func increment(_ id: String) -> Int { lock.withLock { let n = checked(id) + 1; counts[id] = n; return n } }
-
-    /// Returns the new count (never below 0).
-    public func decrement(_ id: String) -> Int {
-        lock.withLock {
-            let n = max(0, checked(id) - 1)
-            if n == 0 { counts[id] = nil } else { counts[id] = n }
-            return n
-        }
-    }
-
-    /// Ids with a reference.
-    public var held: [String] { lock.withLock { Array(counts.keys) } }
 }
 
 #if canImport(Glibc)
@@ -149,11 +114,13 @@ final class NSLockish: @unchecked Sendable {
     }
 }
 
-/// The mounts of a driver's layers: reference counts that follow the kernel (`RefCounter` with a
-/// mount check), one lock so two threads never both mount or unmount a layer, and the set this
-/// process mounted, for cleanup. The driver says how to mount and unmount one layer.
+/// The mounts of a driver's layers (DRV-RC-1): a reference count per layer that follows the
+/// kernel as containers/storage's does — a layer found mounted (by an earlier process, say) counts
+/// as one reference, one found unmounted (externally) as none — under one lock, so two threads
+/// never both mount or unmount a layer; and the set this process mounted, for cleanup. The
+/// driver says how to mount and unmount one layer.
 final class MountTable: @unchecked Sendable {
-    private let refs: RefCounter
+    private var counts: [String: Int] = [:]
     private let lock = NSLockish()
     private var mine = Set<String>()
     private let mountPoint: (String) -> [UInt8]
@@ -164,20 +131,32 @@ final class MountTable: @unchecked Sendable {
         self.mountPoint = mountPoint
         self.mount = mount
         self.unmount = unmount
-        refs = RefCounter(isMounted: { Sys.isMountPoint(mountPoint($0)) })
     }
+
+    /// The count, corrected by what the kernel has mounted.
+    private func count(_ id: String) -> Int {
+        let n = counts[id, default: 0]
+        let mounted = Sys.isMountPoint(mountPoint(id))
+        return n == 0 && mounted ? 1 : n > 0 && !mounted ? 0 : n
+    }
+
+    private func setCount(_ id: String, _ n: Int) { counts[id] = n > 0 ? n : nil }
 
     /// The layer's mount point, mounted at the first reference (undone if mounting fails).
     func acquire(_ id: String) throws -> [UInt8] {
         try lock.withLock {
-            if refs.increment(id) > 1 { return mountPoint(id) }
+            let n = count(id) + 1
+            if n > 1 {
+                setCount(id, n)
+                return mountPoint(id)
+            }
             do {
                 try mount(id)
             } catch {
-                _ = refs.decrement(id)
                 try? unmount(id)
                 throw error
             }
+            setCount(id, 1)
             mine.insert(id)
             return mountPoint(id)
         }
@@ -186,7 +165,9 @@ final class MountTable: @unchecked Sendable {
     /// Drop one reference; the last unmounts.
     func release(_ id: String) throws {
         try lock.withLock {
-            if refs.decrement(id) > 0 { return }
+            let n = max(0, count(id) - 1)
+            setCount(id, n)
+            if n > 0 { return }
             mine.remove(id)
             try unmount(id)
         }
@@ -203,7 +184,7 @@ final class MountTable: @unchecked Sendable {
     }
 
     private func drop(_ id: String) throws {
-        while refs.decrement(id) > 0 {}
+        counts[id] = nil
         mine.remove(id)
         try unmount(id)
     }

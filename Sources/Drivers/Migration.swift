@@ -48,7 +48,7 @@ public enum Migration {
             if done.contains(l.id) { return }
             if let p = l.parent {
                 guard let parent = byID[p] else { throw DriverError.parentNotFound(id: l.id, parent: p) }
-                guard !path.contains(p) else { throw DriverError.invalidID("\(l.id) (its parent chain loops)") }
+                guard !path.contains(p) else { throw DriverError.parentLoop(l.id) }
                 try visit(parent, path.union([l.id]))
             }
             done.insert(l.id)
