@@ -40,12 +40,7 @@ public final class AufsDriver: Driver {
             default: throw DriverError.invalidOption(driver: "aufs", key: key, reason: "unknown option")
             }
         }
-        var probe = home
-        while (try? Sys.fstatat(AT_FDCWD, probe)) == nil, probe.count > 1 {
-            probe = LayerPath.split(probe).0
-            if probe.isEmpty { probe = [LayerPath.slash] }
-        }
-        let fs = backingFilesystem(probe)
+        let fs = backingFilesystem(home)
         if ["aufs", "btrfs", "ecryptfs"].contains(fs) {
             throw DriverError.notSupported(driver: "aufs", reason: "\(Bytes.string(home)) is on \(fs), which aufs cannot be stacked on")
         }

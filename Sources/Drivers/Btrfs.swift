@@ -40,17 +40,9 @@ public final class BtrfsDriver: Driver {
             }
         }
         // The home, or the directory it will be made in, must be on btrfs.
-        var probe = home
-        while (try? Sys.fstatat(AT_FDCWD, probe)) == nil, !probe.isEmpty, probe != [LayerPath.slash] {
-            probe = LayerPath.split(probe).0
-            if probe.isEmpty { probe = [LayerPath.slash] }
-        }
-        let fsType = (try? Sys.open(probe, O_RDONLY | O_DIRECTORY)).flatMap { fd in
-            defer { Sys.close(fd) }
-            return Sys.filesystemType(fd)
-        }
-        guard fsType == Btrfs.superMagic else {
-            throw DriverError.notSupported(driver: "btrfs", reason: "\(Bytes.string(home)) is on \(backingFilesystem(probe)), not btrfs")
+        let fs = backingFilesystem(home)
+        guard fs == "btrfs" else {
+            throw DriverError.notSupported(driver: "btrfs", reason: "\(Bytes.string(home)) is on \(fs), not btrfs")
         }
         self.home = home
         self.idMap = idMap

@@ -139,13 +139,19 @@ func makeDirectory(_ path: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32) thro
     }
 }
 
-/// The name of the filesystem `path` is on (for status lines).
+/// The name of the filesystem `path` is on — or, where it does not exist yet, the one it will be
+/// made on (its nearest existing ancestor's).
 func backingFilesystem(_ path: [UInt8]) -> String {
-    guard let fd = try? Sys.open(path, O_RDONLY | O_DIRECTORY) else { return "unknown" }
+    var probe = path
+    while (try? Sys.fstatat(AT_FDCWD, probe)) == nil, probe.count > 1 {
+        probe = LayerPath.split(probe).0
+        if probe.isEmpty { probe = [LayerPath.slash] }
+    }
+    guard let fd = try? Sys.open(probe, O_RDONLY | O_DIRECTORY) else { return "unknown" }
     defer { Sys.close(fd) }
     let names: [Int64: String] = [
         0xEF53: "extfs", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs",
-        0x794C7630: "overlayfs", 0x61756673: "aufs", 0x2FC12FC1: "zfs", 0x65735546: "fuse",
+        0x794C7630: "overlayfs", 0x61756673: "aufs", 0x2FC12FC1: "zfs", 0x65735546: "fuse", 0xF15F: "ecryptfs",
     ]
     guard let t = Sys.filesystemType(fd) else { return "unknown" }
     return names[t] ?? "0x" + String(t, radix: 16)

@@ -7,7 +7,6 @@ import Glibc
 #endif
 
 public enum Btrfs {
-    public static let superMagic: Int64 = 0x9123683E
     /// The inode number of every subvolume's root directory (BTRFS_FIRST_FREE_OBJECTID).
     public static let subvolumeRootInode: UInt64 = 256
 
