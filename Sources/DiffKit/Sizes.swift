@@ -19,15 +19,7 @@ public enum Sizes {
     }
 
     /// Sum of the sizes of every non-directory below `root`, once per inode (moby's directory.Size).
-    public static func directorySize(_ root: [UInt8]) throws -> Int64 {
-        var seen = Set<UInt64>()
-        var total: Int64 = 0
-        try Walker.walk(root: root, visit: { _, _, info in
-            if !info.isDirectory && info.size > 0 && seen.insert(info.inode).inserted { total += info.size }
-            return .descend
-        })
-        return total
-    }
+    public static func directorySize(_ root: [UInt8]) throws -> Int64 { try directoryUsage(root).size }
 
     /// containers/storage's directory.Usage: the bytes of `directorySize` and the number of
     /// distinct inodes of the tree, `root` and directories included.
