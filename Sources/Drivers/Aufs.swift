@@ -202,36 +202,23 @@ public final class AufsDriver: Driver {
 
     // MARK: diffs
 
-    /// The branch is the change set when `parent` is the nearest ancestor (or both are absent).
-    public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? {
+    public func branch(id: String) throws -> LayerDiffDirectory? {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
-        let chain = try parents(id)
-        guard chain.first == parent else { return nil }
-        return LayerDiffDirectory(directory: diffDir(id), whiteouts: .aufs, lowers: chain.map(diffDir))
+        return LayerDiffDirectory(directory: diffDir(id), whiteouts: .aufs, lowers: try parents(id).map(diffDir))
+    }
+
+    /// The branch is the change set when `parent` is the nearest ancestor (or both are absent).
+    public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? {
+        guard let b = try branch(id: id), b.lowers.first == parent.map(diffDir) else { return nil }
+        return b
     }
 
     /// An import writes the branch directly, whiteouts kept as `.wh.` files (aufs's own form),
     /// unless the branch has content or is mounted.
     public func applyDirectory(id: String) throws -> LayerDiffDirectory? {
-        try validate(id: id)
-        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
-        let diff = diffDir(id)
-        guard try isFreshBranch(diff, mountPoint: mountPoint(id)) else { return nil }
-        return LayerDiffDirectory(directory: diff, whiteouts: .aufs, lowers: try parents(id).map(diffDir))
-    }
-
-    /// A layer's own files are in its branch, and then in its parents' (no mount needed).
-    public func openFile(id: String, path: [UInt8]) throws -> Int32 {
-        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
-        return try openFile(in: [diffDir(id)] + (try parents(id)).map(diffDir), path: path)
-    }
-
-    /// The writable part is the branch.
-    public func readWriteDiskUsage(id: String) throws -> DiskUsage {
-        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
-        let u = try Sizes.directoryUsage(diffDir(id))
-        return DiskUsage(size: u.size, inodes: u.inodes)
+        guard let b = try branch(id: id), try isFreshBranch(b.directory, mountPoint: mountPoint(id)) else { return nil }
+        return b
     }
 
     /// Whether the module takes `dirperm1`: a test mount of a scratch branch.

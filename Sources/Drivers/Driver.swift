@@ -28,6 +28,10 @@ public protocol Driver: AnyObject {
     /// Where an import may write layer `id`'s change set directly (a fresh layer's own dir);
     /// nil: the tar is applied to the mounted layer.
     func applyDirectory(id: String) throws -> LayerDiffDirectory?
+    /// Where the driver keeps each layer as a branch of a union (overlay2, aufs): the layer's own
+    /// directory, its whiteout form and the branches below it, nearest first; nil otherwise.
+    /// Files by path and the writable part's usage are read from it without a mount.
+    func branch(id: String) throws -> LayerDiffDirectory?
     /// A child's tree is a snapshot of its parent's (btrfs): unchanged files keep their inodes.
     var layersAreSnapshots: Bool { get }
     /// A layer with the content of `template` and the parent `parent` (containers/storage's

@@ -12,6 +12,7 @@ import Glibc
 extension Driver {
     public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? { nil }
     public func applyDirectory(id: String) throws -> LayerDiffDirectory? { nil }
+    public func branch(id: String) throws -> LayerDiffDirectory? { nil }
     public var layersAreSnapshots: Bool { false }
 
     public func createFromTemplate(id: String, template: String, parent: String?, readWrite: Bool, options: [String: String]) throws {
@@ -22,7 +23,10 @@ extension Driver {
         }
     }
 
+    /// From the layer's branch, then the branches below (containers/storage's DiffGetter, no
+    /// mount); without branches, from the mounted view.
     public func openFile(id: String, path: [UInt8]) throws -> Int32 {
+        if let b = try branch(id: id) { return try openFile(in: [b.directory] + b.lowers, path: path) }
         let dir = try get(id: id)
         defer { try? put(id: id) }
         return try openFile(in: [dir], path: path)
@@ -42,7 +46,12 @@ extension Driver {
         throw SystemError("open", path, errno: last)
     }
 
+    /// The writable part: the layer's branch, else its mounted view.
     public func readWriteDiskUsage(id: String) throws -> DiskUsage {
+        if let b = try branch(id: id) {
+            let u = try Sizes.directoryUsage(b.directory)
+            return DiskUsage(size: u.size, inodes: u.inodes)
+        }
         let dir = try get(id: id)
         defer { try? put(id: id) }
         let u = try Sizes.directoryUsage(dir)

@@ -340,9 +340,14 @@ public final class Overlay2Driver: Driver {
         return first == "l/" + (try link(parent))
     }
 
-    public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? {
-        guard try usesNativeDiff(id, parent) else { return nil }
+    public func branch(id: String) throws -> LayerDiffDirectory? {
+        try validate(id: id)
+        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         return LayerDiffDirectory(directory: diffDir(id), whiteouts: .overlay(xattrPrefix: xattrPrefix), lowers: try lowerDirs(id))
+    }
+
+    public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? {
+        try usesNativeDiff(id, parent) ? try branch(id: id) : nil
     }
 
     /// A fresh diff dir of an unmounted layer takes the tar natively: whiteouts become 0/0
@@ -350,25 +355,8 @@ public final class Overlay2Driver: Driver {
     /// Into a diff dir with content, or under a live mount (whose cached view must see the
     /// change), the tar goes through the mount.
     public func applyDirectory(id: String) throws -> LayerDiffDirectory? {
-        try validate(id: id)
-        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
-        let diff = diffDir(id)
-        guard try isFreshBranch(diff, mountPoint: mergedDir(id)) else { return nil }
-        return LayerDiffDirectory(directory: diff, whiteouts: .overlay(xattrPrefix: xattrPrefix), lowers: try lowerDirs(id))
-    }
-
-    /// From the diff dir, then each lower's (containers/storage's overlay DiffGetter; no mount).
-    public func openFile(id: String, path: [UInt8]) throws -> Int32 {
-        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
-        return try openFile(in: [diffDir(id)] + (try lowerDirs(id)), path: path)
-    }
-
-    /// The writable part is the diff dir (containers/storage's overlay does the same).
-    public func readWriteDiskUsage(id: String) throws -> DiskUsage {
-        try validate(id: id)
-        guard exists(id: id) else { throw DriverError.layerNotFound(id) }
-        let u = try Sizes.directoryUsage(diffDir(id))
-        return DiskUsage(size: u.size, inodes: u.inodes)
+        guard let b = try branch(id: id), try isFreshBranch(b.directory, mountPoint: mergedDir(id)) else { return nil }
+        return b
     }
 
     // MARK: probes
