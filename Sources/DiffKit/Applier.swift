@@ -22,6 +22,10 @@ public struct ApplyOptions: Sendable {
     public var parentTemplates: [[UInt8]] = []
     /// Device nodes cannot be made in a user namespace: skip them (with a warning).
     public var inUserNamespace: Bool = ApplyOptions.detectUserNamespace()
+    /// At most this many bytes of file data are written (the holes of sparse files are free);
+    /// beyond it the apply fails. nil: no limit. A compressed or sparse layer can promise far
+    /// more than its input's size, and this is what keeps it from filling the disk.
+    public var maxBytes: Int64? = nil
     public var logger: Logger = Logger(label: "diffkit")
 
     public init(idMap: IDMap = .identity, whiteouts: WhiteoutForm = .plain) {
@@ -55,6 +59,8 @@ public final class Applier {
     private var plnkDir: [UInt8]? = nil
     private var plnkHeaders: [[UInt8]: TarHeader] = [:]
     private var warnedXattrs = Set<[UInt8]>()
+    /// File data written so far (against `maxBytes`).
+    private var dataWritten: Int64 = 0
 
     private static let umaskBits: UInt32 = {
         let u = umask(0o022)
@@ -192,7 +198,12 @@ public final class Applier {
             } else {
                 source = { body in try reader.readData(body) }
             }
+            let limit = options.maxBytes ?? .max
             try source { chunk, offset in
+                dataWritten += Int64(chunk.count)
+                if dataWritten > limit {
+                    throw DiffKitError.limitExceeded(entry: entryName, reason: "the layer's file data exceeds the limit of \(limit) bytes")
+                }
                 if sequential && offset == end {
                     try Sys.writeAll(fd, chunk, shown: Bytes.string(shown))
                 } else {

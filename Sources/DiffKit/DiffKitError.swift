@@ -8,6 +8,8 @@ public enum DiffKitError: Error, CustomStringConvertible, Sendable {
     case unmappedID(entry: String, uid: Int, gid: Int)
     case unsupportedEntry(entry: String, reason: String)
     case invalidIDMap(String)
+    /// A resource limit of the apply (bytes written) was reached.
+    case limitExceeded(entry: String, reason: String)
     /// A failure while applying an entry: the entry, and what went wrong.
     case applyFailed(archive: String, entry: String, underlying: String)
 
@@ -17,6 +19,7 @@ public enum DiffKitError: Error, CustomStringConvertible, Sendable {
         case let .invalidWhiteout(e, r): return "entry \(e): invalid whiteout (\(r))"
         case let .unmappedID(e, u, g): return "entry \(e): owner \(u):\(g) cannot be mapped to a host ID"
         case let .unsupportedEntry(e, r): return "entry \(e): \(r)"
+        case let .limitExceeded(e, r): return "entry \(e): \(r)"
         case let .invalidIDMap(s): return "invalid ID map '\(s)': expected CONTAINER:HOST:SIZE"
         case let .applyFailed(a, e, u): return "\(a): entry \(e): \(u)"
         }

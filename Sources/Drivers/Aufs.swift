@@ -145,6 +145,10 @@ public final class AufsDriver: Driver {
         return try mounts.acquire(id)
     }
 
+    public func isMounted(id: String) -> Bool {
+        (try? parents(id).isEmpty) ?? false || mounts.isMounted(id)
+    }
+
     public func put(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }

@@ -17,6 +17,9 @@ public protocol Driver: AnyObject {
     /// The layer's root directory, ready to read (mounted if needed); reference counted.
     func get(id: String) throws -> [UInt8]
     func put(id: String) throws
+    /// Whether the layer's view is there without a new mount: always, for a driver that does
+    /// not mount (vfs, btrfs) or a layer that needs none; otherwise whether it is mounted now.
+    func isMounted(id: String) -> Bool
     func exists(id: String) -> Bool
     func status() -> [(String, String)]
     func metadata(id: String) throws -> [String: String]
@@ -76,6 +79,8 @@ public enum DriverError: Error, CustomStringConvertible {
     case maxDepthExceeded(id: String, limit: Int)
     case mountDataTooLarge(id: String, length: Int)
     case emptyID
+    /// Another process holds the layer (an import, an export, a removal in flight).
+    case busy(id: String, reason: String)
 
     public var description: String {
         switch self {
@@ -90,6 +95,7 @@ public enum DriverError: Error, CustomStringConvertible {
         case let .maxDepthExceeded(id, n): return "layer \(id): max depth exceeded (at most \(n) lower layers)"
         case let .mountDataTooLarge(id, n): return "layer \(id): cannot mount layer, mount label too large \(n)"
         case .emptyID: return "refusing to remove the directories: id is empty"
+        case let .busy(id, r): return "layer \(id): busy: \(r)"
         }
     }
 }
@@ -176,6 +182,8 @@ final class MountTable: @unchecked Sendable {
             try unmount(id)
         }
     }
+
+    func isMounted(_ id: String) -> Bool { Sys.isMountPoint(mountPoint(id)) }
 
     /// Unmount whatever references remain (before the layer is removed).
     func forget(_ id: String) throws { try lock.withLock { try drop(id) } }

@@ -36,20 +36,46 @@ public final class LayerStore {
         }
         meta = home + Bytes.of("/layers")
         try makeDirectory(meta, mode: 0o700, uid: geteuid(), gid: getegid())
+        for sub in ["/.locks", "/.mounts"] { try makeDirectory(meta + Bytes.of(sub), mode: 0o700, uid: geteuid(), gid: getegid()) }
         try withLock { try removeIncomplete() }
     }
 
-    // MARK: lock
+    // MARK: locks
 
-    /// Run `body` holding the store's exclusive lock (flock on `layers/.lock`).
+    /// Run `body` holding the store's exclusive lock (flock on `layers/.lock`): short sections
+    /// that read or change records, never a whole import or export.
     func withLock<R>(_ body: () throws -> R) throws -> R {
-        let path = meta + Bytes.of("/.lock")
-        let fd = try Sys.open(path, O_RDWR | O_CREAT, mode: 0o600)
+        let fd = try lockFile(meta + Bytes.of("/.lock"), LOCK_EX)!
         defer { Sys.close(fd) }
-        while flock(fd, LOCK_EX) != 0 {
-            if errno != EINTR { throw SystemError("flock", path, errno: errno) }
+        return try body()
+    }
+
+    /// A layer's own lock (flock on `layers/.locks/ID`): shared while it is read (export, diff,
+    /// mount) or is the parent of an import in flight, exclusive while it is imported or removed.
+    /// The kernel drops it when the holder dies, which is how an interrupted import is told from
+    /// one still running. Returns the descriptor to close, or nil when `wait` is false and another
+    /// process holds it.
+    func lockLayer(_ id: String, exclusive: Bool, wait: Bool = true) throws -> Int32? {
+        try lockFile(meta + Bytes.of("/.locks/" + id), (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB))
+    }
+
+    private func lockFile(_ path: [UInt8], _ operation: Int32) throws -> Int32? {
+        let fd = try Sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC, mode: 0o600)
+        while flock(fd, operation) != 0 {
+            let e = errno
+            if e == EINTR { continue }
+            Sys.close(fd)
+            if e == EWOULDBLOCK { return nil }
+            throw SystemError("flock", path, errno: e)
         }
-        defer { flock(fd, LOCK_UN) }
+        return fd
+    }
+
+    /// Run `body` with layer `id` locked shared (it cannot be removed meanwhile).
+    func reading<R>(_ id: String, _ body: () throws -> R) throws -> R {
+        try validate(id: id)
+        let fd = try lockLayer(id, exclusive: false)!
+        defer { Sys.close(fd) }
         return try body()
     }
 
@@ -88,6 +114,8 @@ public final class LayerStore {
         }
     }
 
+    /// Layers whose import (or removal) was interrupted: marked incomplete and no longer locked
+    /// by a live process. Removed here, the next time the store is opened.
     private func removeIncomplete() throws {
         let fd = try Sys.open(meta, O_RDONLY | O_DIRECTORY)
         defer { Sys.close(fd) }
@@ -95,10 +123,26 @@ public final class LayerStore {
             let n = Bytes.string(e.name)
             guard n.hasSuffix(".incomplete") else { continue }
             let id = String(n.dropLast(".incomplete".count))
-            if driver.exists(id: id) { try driver.remove(id: id) }
-            _ = Sys.withCString(recordPath(id)) { unlink($0) }
-            _ = Sys.withCString(incompletePath(id)) { unlink($0) }
+            try removeIfAbandoned(id)
         }
+    }
+
+    /// Remove the incomplete layer `id` unless a live process holds its lock; true if it is gone.
+    @discardableResult
+    private func removeIfAbandoned(_ id: String) throws -> Bool {
+        guard let lock = try lockLayer(id, exclusive: true, wait: false) else { return false }
+        defer { Sys.close(lock) }
+        if driver.exists(id: id) { try driver.remove(id: id) }
+        _ = Sys.withCString(recordPath(id)) { unlink($0) }
+        _ = Sys.withCString(incompletePath(id)) { unlink($0) }
+        return true
+    }
+
+    /// The parent named by an incomplete layer's marker.
+    private func incompleteParent(_ id: String) -> String? {
+        guard let text = try? Sys.readFile(incompletePath(id)) else { return nil }
+        return String(decoding: text, as: UTF8.self).split(separator: "\n")
+            .first { $0.hasPrefix("parent=") }.map { String($0.dropFirst(7)) }
     }
 
     // MARK: operations
@@ -134,6 +178,9 @@ public final class LayerStore {
 
     private func checkNew(_ id: String, _ parent: String?) throws {
         try validate(id: id)
+        if try Sys.exists(incompletePath(id)) && !removeIfAbandoned(id) {
+            throw DriverError.busy(id: id, reason: "another process is creating it")
+        }
         if driver.exists(id: id) || (try? record(id)) != nil { throw DriverError.layerExists(id) }
         if let parent {
             try validate(id: parent)
@@ -144,12 +191,26 @@ public final class LayerStore {
     }
 
     /// Create layer `id` on `parent` and apply the tar from `fd` to it. All or nothing: on any
-    /// failure the layer is removed, and an interrupted import is removed at the next open.
+    /// failure the layer is removed, and an import killed midway is removed at the next open
+    /// (its lock, held for the whole import, dies with it). The parent stays locked shared
+    /// meanwhile, so no other process can remove it.
     public func importLayer(id: String, parent: String?, from fd: Int32, name: String,
                             options: ApplyOptions = ApplyOptions(), createOptions: [String: String] = [:]) throws -> Int64 {
+        var locks: [Int32] = []
+        defer { locks.forEach(Sys.close) }
         try withLock {
             try checkNew(id, parent)
-            try writeFileAtomically(incompletePath(id), [])
+            guard let own = try lockLayer(id, exclusive: true, wait: false) else {
+                throw DriverError.busy(id: id, reason: "another process is creating it")
+            }
+            locks.append(own)
+            if let parent {
+                guard let p = try lockLayer(parent, exclusive: false, wait: false) else {
+                    throw DriverError.busy(id: parent, reason: "another process is removing it")
+                }
+                locks.append(p)
+            }
+            try writeFileAtomically(incompletePath(id), Bytes.of(parent.map { "parent=\($0)\n" } ?? ""))
         }
         do {
             try driver.create(id: id, parent: parent, options: createOptions)
@@ -173,35 +234,76 @@ public final class LayerStore {
     /// The layer's changes against its parent as a tar; `naive`: by comparing the mounted trees
     /// even where the driver has a native diff.
     public func export(id: String, to fd: Int32, name: String, options: ExportOptions = ExportOptions(), naive: Bool = false) throws {
-        let r = try record(id)
-        if naive {
-            try driver.naiveDiff(id: id, parent: r.parent, to: fd, name: name, options: options)
-        } else {
-            try driver.diff(id: id, parent: r.parent, to: fd, name: name, options: options)
+        try reading(id) {
+            let r = try record(id)
+            if naive {
+                try driver.naiveDiff(id: id, parent: r.parent, to: fd, name: name, options: options)
+            } else {
+                try driver.diff(id: id, parent: r.parent, to: fd, name: name, options: options)
+            }
         }
     }
 
     public func changes(id: String) throws -> [Change] {
-        let r = try record(id)
-        return try driver.changes(id: id, parent: r.parent)
+        try reading(id) {
+            let r = try record(id)
+            return try driver.changes(id: id, parent: r.parent)
+        }
     }
 
     public func size(id: String) throws -> Int64 {
-        let r = try record(id)
-        return try driver.diffSize(id: id, parent: r.parent)
+        try reading(id) {
+            let r = try record(id)
+            return try driver.diffSize(id: id, parent: r.parent)
+        }
+    }
+
+    // MARK: mounts
+
+    /// Mounts of a layer through the store are counted on disk (`layers/.mounts/ID`), so `mount`
+    /// twice (from two processes) needs `umount` twice; the driver is asked to mount at the first
+    /// and to unmount at the last. A count whose mount the kernel no longer has starts again at 0.
+    private func mountCount(_ id: String) -> Int {
+        guard let text = try? Sys.readFile(meta + Bytes.of("/.mounts/" + id)),
+              let n = Int(String(decoding: text, as: UTF8.self).trimmingCharacters(in: [" ", "\n"])) else { return 0 }
+        return n
+    }
+
+    private func setMountCount(_ id: String, _ n: Int) throws {
+        let path = meta + Bytes.of("/.mounts/" + id)
+        if n > 0 { try writeFileAtomically(path, Bytes.of("\(n)\n")) } else { _ = Sys.withCString(path) { unlink($0) } }
     }
 
     public func mount(id: String) throws -> [UInt8] {
-        _ = try record(id)
-        return try driver.get(id: id)
+        try reading(id) {
+            _ = try record(id)
+            return try withLock {
+                var n = mountCount(id)
+                let path = try driver.get(id: id)
+                if n > 0 && !driver.isMounted(id: id) { n = 0 }
+                // The driver counts references per process; the store's count is across them.
+                if n > 0 { try driver.put(id: id) }
+                try setMountCount(id, n + 1)
+                return path
+            }
+        }
     }
 
     public func unmount(id: String) throws {
-        _ = try record(id)
-        try driver.put(id: id)
+        try reading(id) {
+            _ = try record(id)
+            try withLock {
+                let n = mountCount(id)
+                if n > 1 && driver.isMounted(id: id) { return try setMountCount(id, n - 1) }
+                try driver.put(id: id)
+                try setMountCount(id, 0)
+            }
+        }
     }
 
-    /// Remove a layer; refused while another layer names it as parent.
+    /// Remove a layer; refused while another layer names it as parent, or while another process
+    /// uses it (an import on top of it, an export). Mounts through the store are dropped (the
+    /// driver unmounts), as containers/storage does.
     public func remove(id: String) throws {
         try withLock {
             _ = try record(id)
@@ -209,8 +311,13 @@ public final class LayerStore {
                 throw DriverError.invalidOption(driver: driver.name, key: id,
                     reason: "layer \(child.id) is its \(child.parent == id ? "child" : "copy (made from it as a template)"); remove that first")
             }
+            guard let lock = try lockLayer(id, exclusive: true, wait: false) else {
+                throw DriverError.busy(id: id, reason: "another process is using it (importing a layer on it, exporting or reading it)")
+            }
+            defer { Sys.close(lock) }
             try writeFileAtomically(incompletePath(id), [])
             try driver.remove(id: id)
+            try setMountCount(id, 0)
             _ = Sys.withCString(recordPath(id)) { unlink($0) }
             _ = Sys.withCString(incompletePath(id)) { unlink($0) }
         }

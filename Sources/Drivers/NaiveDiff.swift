@@ -14,6 +14,7 @@ extension Driver {
     public func applyDirectory(id: String) throws -> LayerDiffDirectory? { nil }
     public func branch(id: String) throws -> LayerDiffDirectory? { nil }
     public var layersAreSnapshots: Bool { false }
+    public func isMounted(id: String) -> Bool { true }
 
     public func createFromTemplate(id: String, template: String, parent: String?, readWrite: Bool, options: [String: String]) throws {
         if readWrite {

@@ -255,6 +255,10 @@ public final class Overlay2Driver: Driver {
         try mounts.release(id)
     }
 
+    public func isMounted(id: String) -> Bool {
+        (try? lowers(id).isEmpty) ?? false || mounts.isMounted(id)
+    }
+
     private func unmount(_ id: String) throws {
         let merged = mergedDir(id)
         if Sys.isMountPoint(merged) { try Sys.unmount(merged) }

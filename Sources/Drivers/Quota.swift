@@ -90,7 +90,7 @@ final class QuotaControl {
 }
 
 /// moby's RAMInBytes: "50M", "1.5g", "512KiB", "1024" (binary multiples, case-insensitive).
-func parseSize(_ text: String) -> UInt64? {
+public func parseSize(_ text: String) -> UInt64? {
     var s = Substring(text.trimmingSpaces().lowercased())
     if s.hasSuffix("b") { s = s.dropLast() }
     if s.hasSuffix("i") { s = s.dropLast() }

@@ -65,10 +65,12 @@ struct ApplyCommand: ParsableCommand {
     @Option(name: .short, help: "Read the tar from FILE (default: stdin).") var input: String?
     @OptionGroup var ids: IDMapOptions
     @OptionGroup var whiteouts: WhiteoutOption
+    @OptionGroup var limits: LimitOptions
     @Flag(help: "JSON output.") var json = false
 
     func run() throws {
         var options = ApplyOptions(idMap: try ids.map(), whiteouts: try whiteouts.form())
+        try limits.apply(to: &options)
         options.logger = .init(label: "difftool")
         let size = try withInput(input) { fd, name in try Layers.apply(root: Bytes.of(root), from: fd, name: name, options: options) }
         try writeStdout(json ? "{\"size\":\(size)}\n" : "\(size)\n")

@@ -126,10 +126,28 @@ enum FileOutput {
 }
 
 func withInput<R>(_ path: String?, _ body: (Int32, String) throws -> R) throws -> R {
-    guard let path else { return try body(0, "stdin") }
-    let fd = try Sys.open(Bytes.of(path), O_RDONLY)
-    defer { Sys.close(fd) }
-    return try body(fd, path)
+    let name = path ?? "stdin"
+    let fd = try path.map { try Sys.open(Bytes.of($0), O_RDONLY) } ?? 0
+    defer { if path != nil { Sys.close(fd) } }
+    do {
+        return try body(fd, name)
+    } catch let e as DiffKitError {
+        // Archive errors name the file already; an entry's refusal is said of this input too.
+        if case .applyFailed = e { throw e }
+        throw CLIError(message: "\(name): \(e.description)")
+    }
+}
+
+/// `--max-bytes SIZE`: the most file data an apply may write.
+struct LimitOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Refuse a layer whose file data exceeds SIZE (e.g. 20G; default: no limit).", valueName: "size"))
+    var maxBytes: String?
+
+    func apply(to options: inout ApplyOptions) throws {
+        guard let maxBytes else { return }
+        guard let n = parseSize(maxBytes) else { throw ValidationError("--max-bytes: '\(maxBytes)' is not a size") }
+        options.maxBytes = Int64(clamping: n)
+    }
 }
 
 /// JSON string literal.

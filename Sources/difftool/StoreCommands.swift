@@ -42,6 +42,7 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "The parent layer.") var parent: String?
     @Option(name: .short, help: "Read the tar from FILE (default: stdin).") var input: String?
     @OptionGroup var ids: IDMapOptions
+    @OptionGroup var limits: LimitOptions
     @OptionGroup var store: StoreOptions
     @Flag(help: "JSON output.") var json = false
 
@@ -49,6 +50,7 @@ struct ImportCommand: ParsableCommand {
         let map = try ids.map()
         let (s, layerOptions) = try store.open(idMap: map)
         var options = ApplyOptions(idMap: map)
+        try limits.apply(to: &options)
         options.logger = .init(label: "difftool")
         let size = try withInput(input) { fd, name in
             try s.importLayer(id: id, parent: parent, from: fd, name: name, options: options, createOptions: layerOptions)

@@ -62,6 +62,12 @@ public enum Sys {
 
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
+    /// Whether `path` names anything (a dangling symlink included).
+    public static func exists(_ path: [UInt8]) -> Bool {
+        var st = stat()
+        return withCString(path) { Glibc.fstatat(AT_FDCWD, $0, &st, AT_SYMLINK_NOFOLLOW) } == 0
+    }
+
     public static func fstatat(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> stat {
         var st = stat()
         let r = withCString(name) { n in retry { Glibc.fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) } }

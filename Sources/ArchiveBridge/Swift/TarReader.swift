@@ -1,6 +1,8 @@
 // TarReader: a pull-style, streaming reader of any tar flavour (V7, USTAR, PAX, GNU) under any
-// compression (none, gzip, zstd, xz, bzip2, detected from the bytes), through libarchive.
-// Every libarchive failure becomes an ArchiveError naming the entry; nothing is retried silently.
+// compression (none, gzip, zstd, xz, bzip2, detected from the bytes), through libarchive, fed by
+// a TarStream (which decompresses, checks what libarchive lets through, and can record the
+// stream for a byte-exact export). Every failure becomes an ArchiveError naming the entry;
+// nothing is retried silently.
 import CArchive
 
 #if canImport(Glibc)
@@ -11,6 +13,8 @@ public final class TarReader {
     private let archive: OpaquePointer
     private let entry: OpaquePointer
     private let archiveName: String
+    /// The decompressed input, checked on its way to libarchive.
+    public let stream: TarStream
     private var current: String? = nil
     /// Entries returned so far.
     public private(set) var entries = 0
@@ -27,18 +31,26 @@ public final class TarReader {
         archive = a
         entry = archive_entry_new()
         archiveName = name
-        archive_read_support_filter_all(a)
+        do { stream = try TarStream(fd: fd, name: name) } catch {
+            archive_entry_free(entry)
+            archive_read_free(a)
+            throw error
+        }
+        // The stream is decompressed already: no filters here (a tar whose first name began
+        // with a compressor's magic bytes would be taken for compressed).
         archive_read_support_format_tar(a)
         archive_read_support_format_gnutar(a)
         // An empty stream is an empty layer (moby accepts it too), not an error.
         archive_read_support_format_empty(a)
-        Sys.growPipe(fd)
-        let r = archive_read_open_fd(a, fd, 1 << 20)
+        let r = archive_read_open(a, Unmanaged.passUnretained(stream).toOpaque(), nil, { _, context, buffer in
+            let stream = Unmanaged<TarStream>.fromOpaque(context!).takeUnretainedValue()
+            let chunk = stream.nextChunk()
+            buffer?.pointee = chunk.baseAddress
+            return stream.failure == nil ? la_ssize_t(chunk.count) : -1
+        }, nil)
         if r != ARCHIVE_OK {
-            let err = failure()
-            archive_entry_free(entry)
-            archive_read_free(a)
-            throw err
+            // Every property is set: deinit frees the archive and the entry.
+            throw failure()
         }
     }
 
@@ -48,6 +60,7 @@ public final class TarReader {
     }
 
     private func failure(_ fallback: String = "unreadable archive") -> ArchiveError {
+        if let f = stream.failure { return f }
         let code = archive_errno(archive)
         let msg = archive_error_string(archive).map { String(cString: $0) } ?? fallback
         return ArchiveError(archive: archiveName, entry: current, errno: code, message: msg)
@@ -66,7 +79,10 @@ public final class TarReader {
     /// The next entry's header, or nil at the end of the archive. Data not read is skipped.
     public func next() throws -> TarHeader? {
         let r = archive_read_next_header2(archive, entry)
-        if r == ARCHIVE_EOF { return nil }
+        if r == ARCHIVE_EOF {
+            try stream.drain()
+            return nil
+        }
         current = nil
         if r != ARCHIVE_OK && r != ARCHIVE_WARN {
             current = entries == 0 ? nil : "after entry \(entries)"

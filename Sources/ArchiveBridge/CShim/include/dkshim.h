@@ -1,6 +1,6 @@
 // dkshim: the syscalls and macros Swift cannot reach through Glibc (xattrs, makedev,
 // getdents64, openat2, copy_file_range, FICLONE, O_PATH, F_SETPIPE_SZ, the new mount API,
-// a mount from another directory, project quotas). Nothing else.
+// a mount from another directory, project quotas, btrfs ioctls) and a CRC-32C. Nothing else.
 #ifndef DKSHIM_H
 #define DKSHIM_H
 #include <stddef.h>
@@ -73,4 +73,7 @@ int dk_btrfs_subvol_id(int fd, uint64_t *id);
 // The btrfs-progs version libbtrfs-dev was built from ("Btrfs v6.2") and its library version.
 const char *dk_btrfs_build_version(void);
 int dk_btrfs_lib_version(void);
+
+// CRC-32C of `n` bytes continuing `crc` (0 to start); hardware-accelerated where possible.
+uint32_t dk_crc32c(uint32_t crc, const void *data, size_t n);
 #endif

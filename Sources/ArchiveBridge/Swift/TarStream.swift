@@ -1,0 +1,366 @@
+// TarStream: the decompressed bytes of a tar on their way to the tar parser (libarchive), read
+// block by block once. It does two jobs libarchive cannot:
+//  - checks what libarchive would let through silently: a NUL inside a PAX path (libarchive cuts
+//    the name there), a name given both by a GNU long-name header and a PAX record (libarchive
+//    takes the later one, Go's reader the GNU one; DiffKit refuses the ambiguity), header
+//    checksums, and bounds: an extended header (PAX, GNU long name) above 1 MiB, and more than
+//    1 MiB after the end-of-archive marker, are not read (CVE-2017-14992's lesson);
+//  - records, for a layer import, every byte that is not file content (headers, extended headers,
+//    padding, the end) plus each file's name, size and CRC-32C: the tar-split idea
+//    (BEHAVIOUR.md §9), so an unchanged layer can be exported again byte for byte.
+import CArchive
+import CDiffKitShim
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a TarStream reports to a recorder, in stream order.
+public protocol TarStreamRecorder: AnyObject {
+    /// Bytes that are not file content.
+    func raw(_ bytes: UnsafeRawBufferPointer) throws
+    /// The content of the entry named `name` (as stored) follows: `size` bytes.
+    func beginFile(name: [UInt8], size: Int64) throws
+    /// Its CRC-32C, once all of it has passed.
+    func endFile(crc: UInt32) throws
+    /// The stream cannot be reproduced (e.g. its end was not read in full).
+    func invalidate(_ reason: String)
+}
+
+public final class TarStream {
+    /// Extended headers (PAX records, GNU long names) larger than this are refused.
+    public static let maxExtendedHeader = 1 << 20
+    /// Bytes after the end-of-archive marker that are read (and kept for a byte-exact export).
+    public static let maxTrailer = 1 << 20
+
+    private let raw: OpaquePointer
+    private let name: String
+    public var recorder: TarStreamRecorder?
+    /// The first problem found; the parser is then given an end of input and reports this.
+    public private(set) var failure: ArchiveError?
+
+    private enum State {
+        case header, sparseExtension, extended(left: Int), payload(left: Int64), padding(left: Int), trailer, end
+    }
+    private var state = State.header
+    private var block = [UInt8](repeating: 0, count: 512)
+    private var blockFill = 0
+    private var extended: [UInt8] = []
+    private var extendedType: UInt8 = 0
+    private var padAfterExtended = 0
+    private var paxPath: [UInt8]? = nil
+    private var paxLinkPath: [UInt8]? = nil
+    private var paxSize: Int64? = nil
+    private var sparseName: [UInt8]? = nil
+    private var gnuLongName: [UInt8]? = nil
+    private var gnuLongLink: [UInt8]? = nil
+    private var entries = 0
+    private var lastName = ""
+    private var crc: UInt32 = 0
+    private var trailerBytes = 0
+    private var sourceDone = false
+
+    /// Read `fd` (any compression libarchive knows); `name` is what errors call it.
+    public init(fd: Int32, name: String) throws {
+        guard let a = archive_read_new() else {
+            throw ArchiveError(archive: name, entry: nil, errno: ENOMEM, message: "cannot allocate a reader")
+        }
+        raw = a
+        self.name = name
+        archive_read_support_filter_all(a)
+        archive_read_support_format_raw(a)
+        archive_read_support_format_empty(a)
+        Sys.growPipe(fd)
+        let entry = archive_entry_new()
+        defer { archive_entry_free(entry) }
+        var r = archive_read_open_fd(a, fd, 1 << 20)
+        if r == ARCHIVE_OK { r = archive_read_next_header2(a, entry) }
+        if r == ARCHIVE_EOF { sourceDone = true; state = .end; return }
+        if r != ARCHIVE_OK && r != ARCHIVE_WARN {
+            // Every property is set: deinit frees the archive.
+            let message = archive_error_string(a).map { String(cString: $0) } ?? "unreadable input"
+            throw ArchiveError(archive: name, entry: nil, errno: archive_errno(a), message: message)
+        }
+    }
+
+    deinit { archive_read_free(raw) }
+
+    /// The next chunk of decompressed bytes, checked (and recorded); empty at the end of the input,
+    /// or after a failure (see `failure`).
+    public func nextChunk() -> UnsafeRawBufferPointer {
+        if failure != nil || sourceDone { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        var buf: UnsafeRawPointer? = nil
+        var size = 0
+        var offset: la_int64_t = 0
+        let r = archive_read_data_block(raw, &buf, &size, &offset)
+        if r == ARCHIVE_EOF {
+            sourceDone = true
+            finishInput()
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        if r != ARCHIVE_OK && r != ARCHIVE_WARN {
+            let message = archive_error_string(raw).map { String(cString: $0) } ?? "read error"
+            fail(message, errno: archive_errno(raw))
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        guard let buf, size > 0 else { return nextChunk() }
+        var chunk = UnsafeRawBufferPointer(start: buf, count: size)
+        do {
+            if case .trailer = state, trailerBytes + size > Self.maxTrailer {
+                chunk = UnsafeRawBufferPointer(start: buf, count: max(0, Self.maxTrailer - trailerBytes))
+                try consume(chunk)
+                recorder?.invalidate("more than \(Self.maxTrailer) bytes follow the end of the archive; they were not read")
+                sourceDone = true
+                return chunk
+            }
+            try consume(chunk)
+        } catch let e as ArchiveError {
+            failure = e
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        } catch {
+            fail("\(error)")
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        return chunk
+    }
+
+    /// After the parser's end of archive: read what follows it (bounded), for the record.
+    public func drain() throws {
+        while !sourceDone && failure == nil { _ = nextChunk() }
+        if let failure { throw failure }
+    }
+
+    private func fail(_ message: String, errno: Int32 = 0) {
+        if failure == nil { failure = ArchiveError(archive: name, entry: entryLabel, errno: errno, message: message) }
+    }
+
+    /// The entry being read, by number (its name may be what is wrong).
+    private var entryLabel: String? {
+        switch state {
+        case .payload, .padding, .sparseExtension: return lastName
+        default: return "#\(entries + 1)" + (entries > 0 ? " (after \(lastName))" : "")
+        }
+    }
+
+    private func error(_ message: String, entry: String? = nil) -> ArchiveError {
+        ArchiveError(archive: name, entry: entry ?? entryLabel, errno: 0, message: message)
+    }
+
+    private func finishInput() {
+        switch state {
+        case .header where blockFill == 0, .trailer, .end: state = .end
+        case .payload, .padding: fail("truncated: the input ends inside an entry's data")
+        default: fail("truncated: the input ends inside a header")
+        }
+    }
+
+    // MARK: the block machine
+
+    private func consume(_ chunk: UnsafeRawBufferPointer) throws {
+        var p = chunk.baseAddress!
+        var n = chunk.count
+        while n > 0 {
+            switch state {
+            case .header, .sparseExtension:
+                let take = min(512 - blockFill, n)
+                block.withUnsafeMutableBytes { b in (b.baseAddress! + blockFill).copyMemory(from: p, byteCount: take) }
+                blockFill += take
+                p += take; n -= take
+                if blockFill == 512 {
+                    blockFill = 0
+                    try block.withUnsafeBytes { try recorder?.raw($0) }
+                    if case .sparseExtension = state {
+                        if block[504] == 0 { try startPayload() }
+                    } else {
+                        try header()
+                    }
+                }
+            case let .extended(left):
+                let take = min(left, n)
+                extended.append(contentsOf: UnsafeRawBufferPointer(start: p, count: take))
+                try recorder?.raw(UnsafeRawBufferPointer(start: p, count: take))
+                p += take; n -= take
+                if take == left { try finishExtended() } else { state = .extended(left: left - take) }
+            case let .payload(left):
+                let take = Int(min(left, Int64(n)))
+                if recorder != nil { crc = dk_crc32c(crc, p, take) }
+                p += take; n -= take
+                if Int64(take) == left { try endPayload() } else { state = .payload(left: left - Int64(take)) }
+            case let .padding(left):
+                let take = min(left, n)
+                try recorder?.raw(UnsafeRawBufferPointer(start: p, count: take))
+                p += take; n -= take
+                state = take == left ? .header : .padding(left: left - take)
+            case .trailer:
+                trailerBytes += n
+                try recorder?.raw(UnsafeRawBufferPointer(start: p, count: n))
+                n = 0
+            case .end:
+                n = 0
+            }
+        }
+    }
+
+    private static func isHeaderOnly(_ flag: UInt8) -> Bool {
+        (UInt8(ascii: "1")...UInt8(ascii: "6")).contains(flag)
+    }
+
+    /// A full header block in `block`.
+    private func header() throws {
+        if block.allSatisfy({ $0 == 0 }) {
+            state = .trailer
+            trailerBytes = 0
+            return
+        }
+        guard let stored = Self.number(block[148..<156]), Self.checksums(block).contains(stored) else {
+            throw error("corrupt header (checksum mismatch)")
+        }
+        guard let size = Self.number(block[124..<136]), size >= 0 else { throw error("corrupt header (invalid size field)") }
+        let flag = block[156]
+        switch flag {
+        case UInt8(ascii: "x"), UInt8(ascii: "g"), UInt8(ascii: "L"), UInt8(ascii: "K"):
+            guard size <= Self.maxExtendedHeader else {
+                throw error("an extended header of \(size) bytes exceeds the limit of \(Self.maxExtendedHeader)")
+            }
+            extendedType = flag
+            extended.removeAll(keepingCapacity: true)
+            padAfterExtended = Int((512 - size % 512) % 512)
+            if size == 0 { try finishExtended() } else { state = .extended(left: Int(size)) }
+        default:
+            try beginEntry(flag: flag, headerSize: size)
+        }
+    }
+
+    private func finishExtended() throws {
+        switch extendedType {
+        case UInt8(ascii: "x"): try parsePAX(extended)
+        case UInt8(ascii: "g"): break
+        case UInt8(ascii: "L"): gnuLongName = try Self.gnuString(extended, error("a NUL byte inside a GNU long name"))
+        default: gnuLongLink = try Self.gnuString(extended, error("a NUL byte inside a GNU long link name"))
+        }
+        state = padAfterExtended > 0 ? .padding(left: padAfterExtended) : .header
+    }
+
+    /// GNU long names end with NULs; one inside the name is refused (Go cuts there, libarchive too).
+    private static func gnuString(_ body: [UInt8], _ failure: ArchiveError) throws -> [UInt8] {
+        var s = body[...]
+        while s.last == 0 { s = s.dropLast() }
+        if s.contains(0) { throw failure }
+        return Array(s)
+    }
+
+    private func parsePAX(_ body: [UInt8]) throws {
+        var i = 0
+        while i < body.count {
+            guard let sp = body[i...].firstIndex(of: UInt8(ascii: " ")),
+                  let len = Int(String(decoding: body[i..<sp], as: UTF8.self)), len > sp - i + 1, i + len <= body.count,
+                  body[i + len - 1] == UInt8(ascii: "\n"),
+                  let eq = body[(sp + 1)..<(i + len)].firstIndex(of: UInt8(ascii: "="))
+            else { throw error("malformed PAX record at offset \(i) of an extended header") }
+            let key = Array(body[(sp + 1)..<eq])
+            let value = Array(body[(eq + 1)..<(i + len - 1)])
+            switch String(decoding: key, as: UTF8.self) {
+            case "path":
+                if value.contains(0) { throw error("a NUL byte inside the PAX path '\(Bytes.string(value.prefix { $0 != 0 }))'") }
+                paxPath = value
+            case "linkpath":
+                if value.contains(0) { throw error("a NUL byte inside the PAX linkpath '\(Bytes.string(value.prefix { $0 != 0 }))'") }
+                paxLinkPath = value
+            case "GNU.sparse.name":
+                // PAX sparse files (GNU 1.0) keep their real name here; the header's is made up.
+                if value.contains(0) { throw error("a NUL byte inside the PAX GNU.sparse.name") }
+                sparseName = value
+            case "size":
+                guard let v = Int64(String(decoding: value, as: UTF8.self)), v >= 0 else { throw error("invalid PAX size '\(Bytes.string(value))'") }
+                paxSize = v
+            default: break
+            }
+            i += len
+        }
+    }
+
+    private func beginEntry(flag: UInt8, headerSize: Int64) throws {
+        // The entry's name: PAX path, else GNU long name, else USTAR prefix + name.
+        var stored = Array(block[0..<100].prefix { $0 != 0 })
+        let magic = Array(block[257..<263])
+        if magic == Bytes.of("ustar") + [0], block[345] != 0 {
+            stored = Array(block[345..<500].prefix { $0 != 0 }) + [UInt8(ascii: "/")] + stored
+        }
+        if let pax = paxPath, let gnu = gnuLongName, pax != gnu {
+            throw error("ambiguous name: a GNU long name '\(Bytes.string(gnu))' and a PAX path '\(Bytes.string(pax))'", entry: Bytes.string(pax))
+        }
+        if let pax = paxLinkPath, let gnu = gnuLongLink, pax != gnu {
+            throw error("ambiguous link name: a GNU long link '\(Bytes.string(gnu))' and a PAX linkpath '\(Bytes.string(pax))'", entry: Bytes.string(paxPath ?? gnuLongName ?? stored))
+        }
+        let name = sparseName ?? paxPath ?? gnuLongName ?? stored
+        entries += 1
+        lastName = Bytes.string(name)
+        var size = paxSize ?? headerSize
+        if Self.isHeaderOnly(flag) { size = 0 }
+        paxPath = nil; paxLinkPath = nil; paxSize = nil; sparseName = nil; gnuLongName = nil; gnuLongLink = nil
+        pendingName = name
+        pendingSize = size
+        // Old GNU sparse files carry their map in extension blocks after the header.
+        if flag == UInt8(ascii: "S") && block[482] != 0 {
+            state = .sparseExtension
+            return
+        }
+        try startPayload()
+    }
+
+    private var pendingName: [UInt8] = []
+    private var pendingSize: Int64 = 0
+
+    private func startPayload() throws {
+        crc = 0
+        if recorder != nil, pendingSize > 0 { try recorder!.beginFile(name: pendingName, size: pendingSize) }
+        if pendingSize == 0 {
+            state = .header
+        } else {
+            state = .payload(left: pendingSize)
+        }
+    }
+
+    private func endPayload() throws {
+        try recorder?.endFile(crc: crc)
+        let pad = Int((512 - pendingSize % 512) % 512)
+        state = pad > 0 ? .padding(left: pad) : .header
+    }
+
+    // MARK: header fields
+
+    /// Octal (NUL/space terminated) or base-256 (GNU) numeric field.
+    static func number(_ field: ArraySlice<UInt8>) -> Int64? {
+        guard let first = field.first else { return nil }
+        if first & 0x80 != 0 {
+            if first == 0xFF { return nil }  // negative
+            var v: Int64 = Int64(first & 0x3F)
+            for b in field.dropFirst() {
+                if v > (Int64.max >> 8) { return nil }
+                v = v << 8 | Int64(b)
+            }
+            return v
+        }
+        var v: Int64 = 0
+        var seen = false
+        for b in field {
+            if b == 0 || b == UInt8(ascii: " ") { if seen { break } else { continue } }
+            guard b >= UInt8(ascii: "0") && b <= UInt8(ascii: "7"), v <= (Int64.max >> 3) else { return nil }
+            v = v << 3 | Int64(b - UInt8(ascii: "0"))
+            seen = true
+        }
+        return v
+    }
+
+    /// The unsigned and signed sums of a header with its checksum field taken as spaces.
+    static func checksums(_ b: [UInt8]) -> [Int64] {
+        var u: Int64 = 0
+        var s: Int64 = 0
+        for (i, x) in b.enumerated() {
+            let v = (148..<156).contains(i) ? UInt8(ascii: " ") : x
+            u += Int64(v)
+            s += Int64(Int8(bitPattern: v))
+        }
+        return [u, s]
+    }
+}
