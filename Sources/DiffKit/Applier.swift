@@ -378,7 +378,12 @@ public final class Applier {
                 throw DiffKitError.unmappedID(entry: entryName, uid: h.uid, gid: h.gid)
             }
             let shown = root + [LayerPath.slash] + LayerPath.join(parent, target)
-            let r = Sys.mknodat(pfd, target, mode: UInt32(S_IFCHR), dev: 0)
+            // Whatever the upper has under that name goes: the whiteout hides it, as in the kernel.
+            var r = Sys.mknodat(pfd, target, mode: UInt32(S_IFCHR), dev: 0)
+            if r == EEXIST {
+                try replace(pfd, target, shown)
+                r = Sys.mknodat(pfd, target, mode: UInt32(S_IFCHR), dev: 0)
+            }
             if r != 0 { throw SystemError("mknod whiteout", shown, errno: r) }
             if Sys.withCString(target, { fchownat(pfd, $0, ids.uid, ids.gid, AT_SYMLINK_NOFOLLOW) }) != 0 {
                 throw SystemError("chown", shown, errno: errno)
