@@ -49,3 +49,13 @@ let package = Package(
         .testTarget(name: "DriverTests", dependencies: ["Drivers", "DiffKit", "TestSupport"]),
     ]
 )
+
+// libFuzzer targets (scripts/fuzz.sh): only with DIFFKIT_FUZZ=1, built with `--sanitize fuzzer`,
+// which links libFuzzer's main (they have none of their own, so a normal build leaves them out).
+if Context.environment["DIFFKIT_FUZZ"] == "1" {
+    for name in ["FuzzTarReader", "FuzzApply"] {
+        package.targets.append(.executableTarget(
+            name: name, dependencies: ["DiffKit", "ArchiveBridge"], path: "Fuzz/" + name,
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    }
+}

@@ -264,3 +264,5 @@ uint32_t dk_crc32c(uint32_t crc, const void *data, size_t n) {
     while (n--) crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
 }
+
+int dk_memfd(const char *name) { return (int)syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */); }

@@ -62,6 +62,16 @@ public enum Sys {
 
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
+    /// A descriptor of an in-memory file holding `data`, positioned at its start (to feed a
+    /// reader bytes held in memory, e.g. by a fuzzer).
+    public static func memoryFile(_ data: UnsafeRawBufferPointer) throws -> Int32 {
+        let fd = dk_memfd("diffkit")
+        if fd < 0 { throw SystemError("memfd_create", "memfd", Errno(rawValue: errno)) }
+        if data.count > 0 { try writeAll(fd, data, shown: "memfd") }
+        lseek(fd, 0, SEEK_SET)
+        return fd
+    }
+
     /// Whether `path` names anything (a dangling symlink included).
     public static func exists(_ path: [UInt8]) -> Bool {
         var st = stat()

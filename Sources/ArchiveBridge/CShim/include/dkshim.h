@@ -74,6 +74,9 @@ int dk_btrfs_subvol_id(int fd, uint64_t *id);
 const char *dk_btrfs_build_version(void);
 int dk_btrfs_lib_version(void);
 
+// An anonymous in-memory file (memfd_create), close-on-exec.
+int dk_memfd(const char *name);
+
 // CRC-32C of `n` bytes continuing `crc` (0 to start); hardware-accelerated where possible.
 uint32_t dk_crc32c(uint32_t crc, const void *data, size_t n);
 #endif
