@@ -24,12 +24,17 @@ let package = Package(
         .systemLibrary(
             name: "CSELinux", path: "Sources/ArchiveBridge/CSELinux",
             pkgConfig: "libselinux", providers: [.apt(["libselinux1-dev"])]),
+        // The system's libcrypto (Debian: libssl-dev) for SHA-256 digests: its assembly (SHA-NI
+        // where the CPU has it) costs nothing to build, where swift-crypto takes minutes.
+        .systemLibrary(
+            name: "CCrypto", path: "Sources/ArchiveBridge/CCrypto",
+            pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // The few syscalls Swift cannot call (variadics, macros, missing glibc wrappers).
         .target(name: "CDiffKitShim", path: "Sources/ArchiveBridge/CShim"),
         .target(
             name: "ArchiveBridge",
             dependencies: [
-                "CArchive", "CDiffKitShim", "CSELinux",
+                "CArchive", "CDiffKitShim", "CSELinux", "CCrypto",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Sources/ArchiveBridge/Swift"),

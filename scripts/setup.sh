@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libarchive-dev libbtrfs-dev libselinux1-dev pkg-config btrfs-progs xfsprogs attr
+packages=(libarchive-dev libbtrfs-dev libselinux1-dev libssl-dev pkg-config btrfs-progs xfsprogs attr
           gzip xz-utils bzip2 zstd)
 missing=()
 for p in "${packages[@]}"; do

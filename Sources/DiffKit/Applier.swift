@@ -27,6 +27,8 @@ public struct ApplyOptions: Sendable {
     /// more than its input's size, and this is what keeps it from filling the disk.
     public var maxBytes: Int64? = nil
     public var logger: Logger = Logger(label: "diffkit")
+    /// Called after each entry with (bytes read, entries applied), for a progress line.
+    public var onProgress: (@Sendable (Int64, Int) -> Void)? = nil
 
     public init(idMap: IDMap = .identity, whiteouts: WhiteoutForm = .plain) {
         self.idMap = idMap
@@ -105,6 +107,7 @@ public final class Applier {
             } catch {
                 throw DiffKitError.applyFailed(archive: archive, entry: entryName, underlying: "\(error)")
             }
+            options.onProgress?(reader.stream.bytesRead, reader.entries)
         }
         entryName = ""
         try finishDirectoryTimes()

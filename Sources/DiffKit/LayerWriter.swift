@@ -30,6 +30,11 @@ public struct ExportOptions: Sendable {
     public var profile: HeaderProfile = .moby
     /// mtime of naive-diff whiteouts; moby uses the time of the export.
     public var whiteoutTime: Int64
+    /// Reproducible output (`--reproducible`): mtimes clamped to this time (SOURCE_DATE_EPOCH),
+    /// whiteouts dated with it, no user or group names. nil: the files' own metadata.
+    public var reproducibleTime: Int64? = nil {
+        didSet { if let t = reproducibleTime { whiteoutTime = t } }
+    }
     public var logger: Logger
 
     public init(idMap: IDMap = .identity, profile: HeaderProfile = .moby, whiteoutTime: Int64? = nil,
@@ -147,7 +152,7 @@ public final class LayerWriter {
     private func setOwner(_ h: inout TarHeader, host: (uid: UInt32, gid: UInt32), tar: (uid: UInt32, gid: UInt32)) {
         h.uid = Int(tar.uid)
         h.gid = Int(tar.gid)
-        if options.profile == .moby {
+        if options.profile == .moby && options.reproducibleTime == nil {
             h.userName = names.user(host.uid)
             h.groupName = names.group(host.gid)
         }
@@ -183,7 +188,7 @@ public final class LayerWriter {
         var h = TarHeader(name: info.isDirectory ? path + [LayerPath.slash] : path, kind: kind)
         h.mode = info.permissions
         setOwner(&h, host: (info.uid, info.gid), tar: ids)
-        h.mtime = info.mtime
+        h.mtime = options.reproducibleTime.map { min($0, info.mtime) } ?? info.mtime
         h.xattrs = xattrs
         if kind == .symlink { h.linkName = linkTarget ?? [] }
         if kind == .characterDevice || kind == .blockDevice {

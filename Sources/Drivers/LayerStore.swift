@@ -15,6 +15,19 @@ public struct LayerRecord: Sendable, Equatable {
     public var appliedSize: Int64?
     /// The layer it was made from (create --template), which it may depend on in the driver.
     public var template: String?
+    /// SHA-256 of the tar it was imported from (uncompressed).
+    public var diffID: String?
+    /// TreeStamp of its own tree right after the import (see `tarSplitPath`).
+    public var stamp: String?
+}
+
+/// How an export was made.
+public enum ExportSource: Sendable, Equatable {
+    /// The imported tar's own bytes, reassembled from its tar-split record.
+    case original
+    /// A tar generated from the layer's files; `reason` says why the original was not used
+    /// (nil when the layer was never imported, or regenerating was asked for).
+    case regenerated(reason: String?)
 }
 
 public final class LayerStore {
@@ -82,6 +95,8 @@ public final class LayerStore {
     // MARK: records
 
     func recordPath(_ id: String) -> [UInt8] { meta + Bytes.of("/" + id) }
+    /// The imported tar's bytes that are not file content (TarSplit), for a byte-exact export.
+    func tarSplitPath(_ id: String) -> [UInt8] { meta + Bytes.of("/" + id + ".tar-split") }
     func incompletePath(_ id: String) -> [UInt8] { meta + Bytes.of("/" + id + ".incomplete") }
 
     public func record(_ id: String) throws -> LayerRecord {
@@ -92,6 +107,8 @@ public final class LayerStore {
             if line.hasPrefix("parent=") { r.parent = String(line.dropFirst(7)) }
             if line.hasPrefix("size=") { r.appliedSize = Int64(line.dropFirst(5)) }
             if line.hasPrefix("template=") { r.template = String(line.dropFirst(9)) }
+            if line.hasPrefix("diffid=") { r.diffID = String(line.dropFirst(7)) }
+            if line.hasPrefix("stamp=") { r.stamp = String(line.dropFirst(6)) }
         }
         return r
     }
@@ -101,6 +118,8 @@ public final class LayerStore {
         if let p = r.parent { text += "parent=\(p)\n" }
         if let s = r.appliedSize { text += "size=\(s)\n" }
         if let t = r.template { text += "template=\(t)\n" }
+        if let d = r.diffID { text += "diffid=\(d)\n" }
+        if let t = r.stamp { text += "stamp=\(t)\n" }
         try writeFileAtomically(recordPath(r.id), Bytes.of(text))
     }
 
@@ -109,7 +128,7 @@ public final class LayerStore {
         defer { Sys.close(fd) }
         return try Sys.readDirectory(fd, shown: meta).compactMap { e in
             let n = Bytes.string(e.name)
-            if n.hasPrefix(".") || n.hasSuffix(".incomplete") || n.hasSuffix(".tmp") { return nil }
+            if n.hasPrefix(".") || n.hasSuffix(".incomplete") || n.hasSuffix(".tmp") || n.hasSuffix(".tar-split") { return nil }
             return try? record(n)
         }
     }
@@ -133,8 +152,9 @@ public final class LayerStore {
         guard let lock = try lockLayer(id, exclusive: true, wait: false) else { return false }
         defer { Sys.close(lock) }
         if driver.exists(id: id) { try driver.remove(id: id) }
-        _ = Sys.withCString(recordPath(id)) { unlink($0) }
-        _ = Sys.withCString(incompletePath(id)) { unlink($0) }
+        for p in [recordPath(id), tarSplitPath(id), tarSplitPath(id) + Bytes.of(".tmp"), incompletePath(id)] {
+            _ = Sys.withCString(p) { unlink($0) }
+        }
         return true
     }
 
@@ -212,34 +232,116 @@ public final class LayerStore {
             }
             try writeFileAtomically(incompletePath(id), Bytes.of(parent.map { "parent=\($0)\n" } ?? ""))
         }
+        let splitTmp = tarSplitPath(id) + Bytes.of(".tmp")
         do {
             try driver.create(id: id, parent: parent, options: createOptions)
-            let reader = try TarReader(fd: fd, name: name)
+            let stream = try TarStream(fd: fd, name: name)
+            let digest = SHA256()
+            stream.digest = digest
+            let splitFd = try Sys.open(splitTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+            defer { Sys.close(splitFd) }
+            let split = try TarSplitWriter(fd: splitFd, name: Bytes.string(splitTmp))
+            stream.recorder = split
+            let reader = try TarReader(stream: stream, name: name)
             let size = try driver.applyDiff(id: id, from: reader, name: name, options: options)
+            try split.finish()
+            var record = LayerRecord(id: id, parent: parent, appliedSize: size, diffID: digest.finish())
+            if let reason = split.invalidReason {
+                options.logger.warning("\(name): the layer cannot be exported byte for byte later: \(reason)")
+                _ = Sys.withCString(splitTmp) { unlink($0) }
+            } else {
+                _ = fsync(splitFd)
+                record.stamp = try stamp(id)
+                if Sys.withCString(splitTmp, { t in Sys.withCString(tarSplitPath(id)) { rename(t, $0) } }) != 0 {
+                    throw SystemError("rename", tarSplitPath(id), errno: errno)
+                }
+            }
             try withLock {
-                try write(LayerRecord(id: id, parent: parent, appliedSize: size))
+                try write(record)
                 _ = Sys.withCString(incompletePath(id)) { unlink($0) }
             }
+            lastImportDiffID = record.diffID
             return size
         } catch {
             try? withLock {
                 if driver.exists(id: id) { try? driver.remove(id: id) }
-                _ = Sys.withCString(recordPath(id)) { unlink($0) }
-                _ = Sys.withCString(incompletePath(id)) { unlink($0) }
+                for p in [recordPath(id), tarSplitPath(id), splitTmp, incompletePath(id)] { _ = Sys.withCString(p) { unlink($0) } }
             }
             throw error
         }
     }
 
-    /// The layer's changes against its parent as a tar; `naive`: by comparing the mounted trees
-    /// even where the driver has a native diff.
-    public func export(id: String, to fd: Int32, name: String, options: ExportOptions = ExportOptions(), naive: Bool = false) throws {
+    /// The diffID of the last import by this store object.
+    public private(set) var lastImportDiffID: String?
+
+    /// The TreeStamp of the layer's own files: its branch (union drivers) or its directory.
+    func stamp(_ id: String) throws -> String {
+        if let b = try driver.branch(id: id) { return try TreeStamp.of(b.directory) }
+        let dir = try driver.get(id: id)
+        defer { try? driver.put(id: id) }
+        return try TreeStamp.of(dir)
+    }
+
+    /// The layer's changes against its parent as a tar on `fd`.
+    /// - An imported layer whose files are as the import left them gives back the imported tar
+    ///   byte for byte (same diffID), unless `regenerate`; if anything changed, a fresh tar is
+    ///   made (and the result says why), never a mix.
+    /// - `naive`: compare the mounted trees even where the driver has a native diff.
+    /// - `options.reproducibleTime`: the canonical form — the trees compared (the one definition
+    ///   every driver shares), mtimes clamped, no names — so equal content gives equal bytes on
+    ///   every driver.
+    @discardableResult
+    public func export(id: String, to fd: Int32, name: String, options: ExportOptions = ExportOptions(), naive: Bool = false,
+                       regenerate: Bool = false) throws -> ExportSource {
         try reading(id) {
             let r = try record(id)
-            if naive {
+            var source = ExportSource.regenerated(reason: nil)
+            if !regenerate && !naive && options.reproducibleTime == nil && options.profile == .moby, let stamp = r.stamp,
+               let splitFd = try? Sys.open(tarSplitPath(id), O_RDONLY | O_CLOEXEC) {
+                defer { Sys.close(splitFd) }
+                if try self.stamp(id) == stamp {
+                    try reassemble(id: id, record: splitFd, to: fd, name: name)
+                    return .original
+                }
+                source = .regenerated(reason: "the layer's files changed since it was imported")
+            }
+            if naive || options.reproducibleTime != nil {
                 try driver.naiveDiff(id: id, parent: r.parent, to: fd, name: name, options: options)
             } else {
                 try driver.diff(id: id, parent: r.parent, to: fd, name: name, options: options)
+            }
+            return source
+        }
+    }
+
+    /// The imported tar again: its recorded bytes, and each file's content read from the layer
+    /// and checked against the recorded size and CRC-32C.
+    private func reassemble(id: String, record: Int32, to fd: Int32, name: String) throws {
+        let reader = try TarSplitReader(fd: record, name: Bytes.string(tarSplitPath(id)))
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buf.deallocate() }
+        Sys.growPipe(fd)
+        while let segment = try reader.next() {
+            switch segment {
+            case let .raw(bytes):
+                try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: name) }
+            case let .file(stored, size, crc):
+                let path = Array(LayerPath.components(stored).joined(separator: [LayerPath.slash]))
+                let file = try driver.openFile(id: id, path: path)
+                defer { Sys.close(file) }
+                var left = size
+                var sum: UInt32 = 0
+                while left > 0 {
+                    let n = try Sys.read(file, buf, Int(min(left, 1 << 20)), shown: path)
+                    if n == 0 { break }
+                    let chunk = UnsafeRawBufferPointer(start: buf, count: n)
+                    sum = CRC32C.update(sum, chunk)
+                    try Sys.writeAll(fd, chunk, shown: name)
+                    left -= Int64(n)
+                }
+                if left != 0 || sum != crc {
+                    throw DriverError.busy(id: id, reason: "\(Bytes.string(path)) changed since the import (its content no longer matches the recorded checksum); export with --regenerate")
+                }
             }
         }
     }
@@ -318,6 +420,7 @@ public final class LayerStore {
             try writeFileAtomically(incompletePath(id), [])
             try driver.remove(id: id)
             try setMountCount(id, 0)
+            _ = Sys.withCString(tarSplitPath(id)) { unlink($0) }
             _ = Sys.withCString(recordPath(id)) { unlink($0) }
             _ = Sys.withCString(incompletePath(id)) { unlink($0) }
         }

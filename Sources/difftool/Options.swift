@@ -189,3 +189,101 @@ func printPairs(_ pairs: [(String, String)], json asJSON: Bool) throws {
         try writeStdout(pairs.map { "\($0.0): \($0.1)\n" }.joined())
     }
 }
+
+/// How an exported layer leaves: compression, reproducibility, digests, progress.
+struct LayerOutputOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Compression: none, gzip[:1-9], zstd[:1-22].", valueName: "kind[:level]"))
+    var compress: String = "none"
+    @Flag(help: "Reproducible output: the trees compared, mtimes clamped to --source-date-epoch (or SOURCE_DATE_EPOCH, or 0), no user/group names.")
+    var reproducible = false
+    @Option(help: ArgumentHelp("The time --reproducible clamps mtimes to.", valueName: "seconds"))
+    var sourceDateEpoch: Int64?
+    @Flag(help: "Do not compute digests (an uncompressed tar is then written directly).") var noDigest = false
+    @Flag(help: "Print the digests as an OCI descriptor (JSON).") var json = false
+    @OptionGroup var progress: ProgressOption
+
+    func compression() throws -> Compression {
+        guard let c = Compression(parsing: compress) else { throw ValidationError("--compress: expected none, gzip[:1-9] or zstd[:1-22]") }
+        return c
+    }
+
+    func apply(to options: inout ExportOptions) throws {
+        guard reproducible else { return }
+        let env = getenv("SOURCE_DATE_EPOCH").flatMap { Int64(String(cString: $0)) }
+        options.reproducibleTime = sourceDateEpoch ?? env ?? 0
+    }
+
+    /// Write through `body` to `-o FILE` or stdout, compressed and digested as asked.
+    func write(_ output: String?, _ body: (Int32, String) throws -> Void) throws -> LayerDigests? {
+        let c = try compression()
+        var digests: LayerDigests? = nil
+        try FileOutput.with(output) { fd, name in
+            if noDigest && c == .none {
+                try body(fd, name)
+                return
+            }
+            let tick = progress.reporter(verb: "exporting")
+            digests = try LayerOutput.write(to: fd, name: name, compression: c, progress: tick) { try body($0, name) }
+            progress.done()
+        }
+        return digests
+    }
+
+    /// The digests: a line on stderr, or the OCI descriptor (on stdout when the tar went to a file).
+    func report(_ d: LayerDigests?, source: ExportSource, toStdout: Bool) throws {
+        guard let d else { return }
+        if json {
+            let text = "{\"mediaType\":\(jsonString(d.mediaType)),\"digest\":\(jsonString(d.digest)),\"size\":\(d.size)," +
+                "\"annotations\":{\"io.diffkit.diffID\":\(jsonString(d.diffID)),\"io.diffkit.uncompressedSize\":\"\(d.uncompressedSize)\"," +
+                "\"io.diffkit.source\":\(jsonString(source == .original ? "original" : "regenerated"))}}\n"
+            if toStdout { try writeStdout(text) } else { writeStderr(text) }
+        } else if !progress.quiet {
+            writeStderr("diffID \(d.diffID)\n" + (d.digest != d.diffID ? "digest \(d.digest) size \(d.size)\n" : "size \(d.size)\n"))
+        }
+    }
+}
+
+/// A progress line on a terminal (stderr) for long imports and exports; `--quiet` silences it
+/// and the digest line.
+struct ProgressOption: ParsableArguments {
+    @Flag(name: .shortAndLong, help: "No progress line and no digest line.") var quiet = false
+
+    func reporter(verb: String) -> (@Sendable (Int64, Int) -> Void)? {
+        guard !quiet, isatty(2) != 0 else { return nil }
+        let start = Progress.now()
+        let last = Progress.Clock(start)
+        return { bytes, entries in
+            let now = Progress.now()
+            guard now - last.time >= 0.2 else { return }
+            last.time = now
+            let t = now - start
+            let mib = Double(bytes) / 1_048_576
+            let line = "\r\(verb): \(Progress.fixed(mib)) MiB" + (entries > 0 ? ", \(entries) entries" : "") +
+                ", \(Progress.fixed(t > 0 ? mib / t : 0)) MiB/s, \(Progress.fixed(t)) s  "
+            writeStderr(line)
+        }
+    }
+
+    func done() {
+        if !quiet && isatty(2) != 0 { writeStderr("\r\u{1B}[K") }
+    }
+}
+
+enum Progress {
+    /// The last redraw (touched by one thread at a time: the one doing the work).
+    final class Clock: @unchecked Sendable {
+        var time: Double
+        init(_ t: Double) { time = t }
+    }
+
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+
+    static func fixed(_ v: Double) -> String {
+        let r = (v * 10).rounded() / 10
+        return r == r.rounded() ? "\(Int(r)).0" : "\(r)"
+    }
+}

@@ -43,8 +43,9 @@ struct ImportCommand: ParsableCommand {
     @Option(name: .short, help: "Read the tar from FILE (default: stdin).") var input: String?
     @OptionGroup var ids: IDMapOptions
     @OptionGroup var limits: LimitOptions
+    @OptionGroup var progress: ProgressOption
     @OptionGroup var store: StoreOptions
-    @Flag(help: "JSON output.") var json = false
+    @Flag(help: "JSON output (with the layer's diffID).") var json = false
 
     func run() throws {
         let map = try ids.map()
@@ -52,26 +53,47 @@ struct ImportCommand: ParsableCommand {
         var options = ApplyOptions(idMap: map)
         try limits.apply(to: &options)
         options.logger = .init(label: "difftool")
+        options.onProgress = progress.reporter(verb: "importing")
         let size = try withInput(input) { fd, name in
             try s.importLayer(id: id, parent: parent, from: fd, name: name, options: options, createOptions: layerOptions)
         }
-        try writeStdout(json ? "{\"id\":\(jsonString(id)),\"size\":\(size)}\n" : "\(size)\n")
+        progress.done()
+        let diffID = s.lastImportDiffID.map { ",\"diffID\":\(jsonString($0))" } ?? ""
+        try writeStdout(json ? "{\"id\":\(jsonString(id)),\"size\":\(size)\(diffID)}\n" : "\(size)\n")
     }
 }
 
 struct ExportCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "export", abstract: "Layer ID's changes against its parent as a tar.")
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Layer ID's changes against its parent as a tar; prints its digests on stderr (or --json).",
+        discussion: """
+            An imported layer whose files are unchanged gives back the imported tar byte for byte (same diffID); \
+            --regenerate makes a fresh one. --reproducible gives the canonical form: the same content gives the \
+            same digest on every driver and every run.
+            """)
     @Argument var id: String
     @Option(name: .short, help: "Write the tar to FILE (default: stdout).") var output: String?
     @Flag(help: "Compare the mounted layer with its mounted parent even where the driver has a native diff.")
     var naive = false
+    @Flag(help: "Make a fresh tar even where the imported one could be given back byte for byte.")
+    var regenerate = false
+    @OptionGroup var layerOutput: LayerOutputOptions
     @OptionGroup var profile: ProfileOption
     @OptionGroup var store: StoreOptions
 
     func run() throws {
         let (s, _) = try store.open()
-        let options = try profile.exportOptions()
-        try FileOutput.with(output) { fd, name in try s.export(id: id, to: fd, name: name, options: options, naive: naive) }
+        var options = try profile.exportOptions()
+        try layerOutput.apply(to: &options)
+        var source = ExportSource.regenerated(reason: nil)
+        let digests = try layerOutput.write(output) { fd, name in
+            source = try s.export(id: id, to: fd, name: name, options: options, naive: naive, regenerate: regenerate)
+        }
+        if case let .regenerated(reason?) = source {
+            writeStderr("difftool: warning: layer \(id): \(reason); the tar was regenerated (its diffID differs from the imported one)\n")
+        }
+        try layerOutput.report(digests, source: source, toStdout: output != nil)
     }
 }
 

@@ -23,7 +23,12 @@ public final class TarReader {
     public var onWarning: ((String, String) -> Void)?
 
     /// Read from `fd`; `name` is what errors call the archive.
-    public init(fd: Int32, name: String) throws {
+    public convenience init(fd: Int32, name: String) throws {
+        try self.init(stream: try TarStream(fd: fd, name: name), name: name)
+    }
+
+    /// Read from `stream` (set its digest and recorder before: the parser starts reading here).
+    public init(stream: TarStream, name: String) throws {
         Locale.setUTF8Once
         guard let a = archive_read_new() else {
             throw ArchiveError(archive: name, entry: nil, errno: ENOMEM, message: "cannot allocate a reader")
@@ -31,11 +36,7 @@ public final class TarReader {
         archive = a
         entry = archive_entry_new()
         archiveName = name
-        do { stream = try TarStream(fd: fd, name: name) } catch {
-            archive_entry_free(entry)
-            archive_read_free(a)
-            throw error
-        }
+        self.stream = stream
         // The stream is decompressed already: no filters here (a tar whose first name began
         // with a compressor's magic bytes would be taken for compressed).
         archive_read_support_format_tar(a)

@@ -19,6 +19,8 @@ import Glibc
 public protocol TarStreamRecorder: AnyObject {
     /// Bytes that are not file content.
     func raw(_ bytes: UnsafeRawBufferPointer) throws
+    /// Every entry's name (as stored), before its content if it has some.
+    func entry(name: [UInt8])
     /// The content of the entry named `name` (as stored) follows: `size` bytes.
     func beginFile(name: [UInt8], size: Int64) throws
     /// Its CRC-32C, once all of it has passed.
@@ -33,9 +35,13 @@ public final class TarStream {
     /// Bytes after the end-of-archive marker that are read (and kept for a byte-exact export).
     public static let maxTrailer = 1 << 20
 
-    private let raw: OpaquePointer
+    private let input: RawInput
     private let name: String
     public var recorder: TarStreamRecorder?
+    /// SHA-256 of every byte read (the layer's diffID), when set.
+    public var digest: SHA256?
+    /// Decompressed bytes read so far.
+    public private(set) var bytesRead: Int64 = 0
     /// The first problem found; the parser is then given an end of input and reports this.
     public private(set) var failure: ArchiveError?
 
@@ -62,48 +68,28 @@ public final class TarStream {
 
     /// Read `fd` (any compression libarchive knows); `name` is what errors call it.
     public init(fd: Int32, name: String) throws {
-        guard let a = archive_read_new() else {
-            throw ArchiveError(archive: name, entry: nil, errno: ENOMEM, message: "cannot allocate a reader")
-        }
-        raw = a
+        input = try RawInput(fd: fd, name: name)
         self.name = name
-        archive_read_support_filter_all(a)
-        archive_read_support_format_raw(a)
-        archive_read_support_format_empty(a)
-        Sys.growPipe(fd)
-        let entry = archive_entry_new()
-        defer { archive_entry_free(entry) }
-        var r = archive_read_open_fd(a, fd, 1 << 20)
-        if r == ARCHIVE_OK { r = archive_read_next_header2(a, entry) }
-        if r == ARCHIVE_EOF { sourceDone = true; state = .end; return }
-        if r != ARCHIVE_OK && r != ARCHIVE_WARN {
-            // Every property is set: deinit frees the archive.
-            let message = archive_error_string(a).map { String(cString: $0) } ?? "unreadable input"
-            throw ArchiveError(archive: name, entry: nil, errno: archive_errno(a), message: message)
-        }
+        if input.isEmpty { sourceDone = true; state = .end }
     }
-
-    deinit { archive_read_free(raw) }
 
     /// The next chunk of decompressed bytes, checked (and recorded); empty at the end of the input,
     /// or after a failure (see `failure`).
     public func nextChunk() -> UnsafeRawBufferPointer {
         if failure != nil || sourceDone { return UnsafeRawBufferPointer(start: nil, count: 0) }
-        var buf: UnsafeRawPointer? = nil
-        var size = 0
-        var offset: la_int64_t = 0
-        let r = archive_read_data_block(raw, &buf, &size, &offset)
-        if r == ARCHIVE_EOF {
+        let next: UnsafeRawBufferPointer?
+        do { next = try input.next() } catch {
+            failure = error as? ArchiveError ?? self.error("\(error)")
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        guard let next, let buf = next.baseAddress else {
             sourceDone = true
             finishInput()
             return UnsafeRawBufferPointer(start: nil, count: 0)
         }
-        if r != ARCHIVE_OK && r != ARCHIVE_WARN {
-            let message = archive_error_string(raw).map { String(cString: $0) } ?? "read error"
-            fail(message, errno: archive_errno(raw))
-            return UnsafeRawBufferPointer(start: nil, count: 0)
-        }
-        guard let buf, size > 0 else { return nextChunk() }
+        let size = next.count
+        digest?.update(next)
+        bytesRead += Int64(size)
         var chunk = UnsafeRawBufferPointer(start: buf, count: size)
         do {
             if case .trailer = state, trailerBytes + size > Self.maxTrailer {
@@ -300,6 +286,7 @@ public final class TarStream {
         paxPath = nil; paxLinkPath = nil; paxSize = nil; sparseName = nil; gnuLongName = nil; gnuLongLink = nil
         pendingName = name
         pendingSize = size
+        recorder?.entry(name: name)
         // Old GNU sparse files carry their map in extension blocks after the header.
         if flag == UInt8(ascii: "S") && block[482] != 0 {
             state = .sparseExtension
@@ -362,5 +349,54 @@ public final class TarStream {
             s += Int64(Int8(bitPattern: v))
         }
         return [u, s]
+    }
+}
+
+/// The decompressed bytes of an input (any compression libarchive detects, or none), in chunks.
+public final class RawInput {
+    private let archive: OpaquePointer
+    private let name: String
+    /// The input had no bytes at all.
+    public private(set) var isEmpty = false
+
+    public init(fd: Int32, name: String) throws {
+        guard let a = archive_read_new() else {
+            throw ArchiveError(archive: name, entry: nil, errno: ENOMEM, message: "cannot allocate a reader")
+        }
+        archive = a
+        self.name = name
+        archive_read_support_filter_all(a)
+        archive_read_support_format_raw(a)
+        archive_read_support_format_empty(a)
+        Sys.growPipe(fd)
+        let entry = archive_entry_new()
+        defer { archive_entry_free(entry) }
+        var r = archive_read_open_fd(a, fd, 1 << 20)
+        if r == ARCHIVE_OK { r = archive_read_next_header2(a, entry) }
+        if r == ARCHIVE_EOF { isEmpty = true; return }
+        if r != ARCHIVE_OK && r != ARCHIVE_WARN {
+            // Every property is set: deinit frees the archive.
+            let message = archive_error_string(a).map { String(cString: $0) } ?? "unreadable input"
+            throw ArchiveError(archive: name, entry: nil, errno: archive_errno(a), message: message)
+        }
+    }
+
+    deinit { archive_read_free(archive) }
+
+    /// The next chunk (valid until the next call), or nil at the end.
+    public func next() throws -> UnsafeRawBufferPointer? {
+        if isEmpty { return nil }
+        var buf: UnsafeRawPointer? = nil
+        var size = 0
+        var offset: la_int64_t = 0
+        while true {
+            let r = archive_read_data_block(archive, &buf, &size, &offset)
+            if r == ARCHIVE_EOF { return nil }
+            if r != ARCHIVE_OK && r != ARCHIVE_WARN {
+                let message = archive_error_string(archive).map { String(cString: $0) } ?? "read error"
+                throw ArchiveError(archive: name, entry: nil, errno: archive_errno(archive), message: message)
+            }
+            if let buf, size > 0 { return UnsafeRawBufferPointer(start: buf, count: size) }
+        }
     }
 }
