@@ -305,13 +305,46 @@ public final class LayerStore {
                 }
                 source = .regenerated(reason: "the layer's files changed since it was imported")
             }
-            if naive || options.reproducibleTime != nil {
+            if options.reproducibleTime != nil {
+                try canonicalDiff(id: id, parent: r.parent, to: fd, name: name, options: options)
+            } else if naive {
                 try driver.naiveDiff(id: id, parent: r.parent, to: fd, name: name, options: options)
             } else {
                 try driver.diff(id: id, parent: r.parent, to: fd, name: name, options: options)
             }
             return source
         }
+    }
+
+    /// The reproducible form: the driver's change list (what `changes` prints) written entry by
+    /// entry from the layer's own files, so it depends on the layer's content, not on how the
+    /// driver stores it (no opaque markers, no copied-up parents that did not change).
+    /// A directory whose mode, owner and xattrs are its parent's counts as changed only by its
+    /// mtime, which an apply itself moves (and a union driver's copy-up does not report): it is
+    /// left out, so the form does not depend on the driver.
+    private func canonicalDiff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
+        var changes = try driver.changes(id: id, parent: parent)
+        let write = { (root: [UInt8], parentRoots: [[UInt8]]) throws in
+            changes.removeAll { c in
+                guard c.kind == .modify, let info = c.info, info.isDirectory else { return false }
+                for p in parentRoots {
+                    let path = p + [LayerPath.slash] + c.path
+                    guard let st = try? Sys.lstatIfExists(AT_FDCWD, path) else { continue }
+                    let old = FileInfo(st)
+                    return old.isDirectory && old.permissions == info.permissions && old.uid == info.uid && old.gid == info.gid
+                        && (try? LayerXattrs.read(path: path)) == (try? LayerXattrs.read(path: root + [LayerPath.slash] + c.path))
+                }
+                return false
+            }
+            try LayerWriter(tar: TarWriter(fd: fd, name: name), root: root, options: options).write(changes: changes)
+        }
+        if let b = try driver.branch(id: id) { return try write(b.directory, b.lowers) }
+        let root = try driver.get(id: id)
+        defer { try? driver.put(id: id) }
+        guard let parent else { return try write(root, []) }
+        let parentRoot = try driver.get(id: parent)
+        defer { try? driver.put(id: parent) }
+        try write(root, [parentRoot])
     }
 
     /// The imported tar again: its recorded bytes, and each file's content read from the layer
