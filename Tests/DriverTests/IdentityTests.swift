@@ -127,3 +127,67 @@ extension String {
         #expect(try Manifest.of(a) == Manifest.of(b))
     }
 }
+
+@Suite(.serialized) struct ImageTests {
+    static var script: String { Identity.writers.replacingSuffix("writers", "images") + "/make-image.py" }
+
+    /// An OCI layout (index → manifest, gzip and plain layers) and a docker save archive of the
+    /// same three layers import as the same chain (chain IDs), verified; a second import reuses it;
+    /// a tampered blob is refused and leaves nothing.
+    @Test(arguments: ["vfs", "overlay2"])
+    func importImage(driver: String) throws {
+        guard try Capability.root() else { return }
+        let dir = try Fixture.tempDir("image")
+        defer { Fixture.cleanup(dir) }
+        try Shell.check("""
+            set -e; cd \(dir); mkdir -p a/etc b/etc c; echo 1 > a/etc/one; echo 2 > b/etc/two; touch b/etc/.wh.one; echo 3 > c/three
+            for l in a b c; do tar -C $l -cf $l.tar .; done; python3 \(Self.script) img a.tar b.tar c.tar
+            """)
+        let cli = "--driver \(driver) --home \(dir)/h"
+        let (s1, top1, e1) = try CLI.run("\(cli) import-image \(dir)/img/oci -q")
+        #expect(s1 == 0, "\(e1)")
+        let (s2, top2, e2) = try CLI.run("\(cli) import-image \(dir)/img/docker-save.tar -q")
+        #expect(s2 == 0 && top2 == top1, "\(e2)")
+        let (_, ls, _) = try CLI.run("\(cli) ls")
+        #expect(ls.split(separator: "\n").count == 3, "\(ls)")
+        let store = try LayerStore(driverName: driver, home: Bytes.of(dir + "/h"))
+        defer { try? store.driver.cleanup() }
+        let view = Bytes.string(try store.mount(id: String(top1.dropLast())))
+        #expect(try listing(view) == ["etc/", "etc/two", "three"])
+        try store.unmount(id: String(top1.dropLast()))
+        // Tampered: one byte of the last layer's blob changed.
+        try Shell.check("cd \(dir)/img/oci/blobs/sha256 && f=$(ls -S | tail -n +1 | head -1) && cp -r \(dir)/img/oci \(dir)/bad && printf X | dd of=\(dir)/bad/blobs/sha256/$f bs=1 seek=600 conv=notrunc 2>/dev/null")
+        let (s3, _, e3) = try CLI.run("--driver \(driver) --home \(dir)/h2 import-image \(dir)/bad -q")
+        #expect(s3 == 1 && (e3.contains("digest") || e3.contains("diffID")), "\(e3)")
+        let (_, ls2, _) = try CLI.run("--driver \(driver) --home \(dir)/h2 ls")
+        #expect(ls2.split(separator: "\n").count < 3)
+    }
+}
+
+func listing(_ root: String) throws -> [String] {
+    try Manifest.of(root).map { line in
+        let parts = line.split(separator: " ")
+        return String(parts[0]) + (parts[1] == "directory" ? "/" : "")
+    }
+}
+
+extension String {
+    func replacingSuffix(_ old: String, _ new: String) -> String { hasSuffix(old) ? String(dropLast(old.count)) + new : self }
+}
+
+@Suite(.serialized) struct ConformanceCommandTests {
+    /// `difftool conformance` passes on vfs and overlay2 (exit 0) and fails, exit 1, where a
+    /// driver cannot work (aufs without its module here; with the module it must pass).
+    @Test func conformanceCommand() throws {
+        guard try Capability.root() else { return }
+        let dir = try Fixture.tempDir("conf")
+        defer { Fixture.cleanup(dir) }
+        for driver in ["vfs", "overlay2"] {
+            let (s, out, err) = try CLI.run("conformance --driver \(driver) --home \(dir)")
+            #expect(s == 0 && out.contains("9 passed, 0 failed"), "\(driver): \(out) \(err)")
+        }
+        let aufs = access("/sys/module/aufs", F_OK) == 0
+        let (s, out, _) = try CLI.run("conformance --driver aufs --home \(dir) --json")
+        #expect(aufs ? s == 0 : (s == 1 && out.contains("\"failed\":")), "\(out)")
+    }
+}
