@@ -140,6 +140,12 @@ public final class LayerStore {
         defer { Sys.close(fd) }
         for e in try Sys.readDirectory(fd, shown: meta) {
             let n = Bytes.string(e.name)
+            // Records and markers are written (temp file, rename) under the store lock, which we
+            // hold: a temp file is what a killed writer left. (A tar-split's goes with its layer.)
+            if n.hasSuffix(".tmp") && !n.hasSuffix(".tar-split.tmp") {
+                _ = Sys.withCString(meta + [LayerPath.slash] + e.name) { unlink($0) }
+                continue
+            }
             guard n.hasSuffix(".incomplete") else { continue }
             let id = String(n.dropLast(".incomplete".count))
             try removeIfAbandoned(id)
