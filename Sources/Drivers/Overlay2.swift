@@ -282,6 +282,21 @@ public final class Overlay2Driver: Driver {
         let h = Bytes.string(home)
         let absolute = data(h + "/", Bytes.string(diffDir(id)), Bytes.string(workDir(id)))
         let relative = data("", id + "/diff", id + "/work")
+        // The same layer's previous mount, detached lazily, can hold its upper and work dirs for
+        // a moment after the unmount returns (EBUSY: "in use by another mount"): retry briefly.
+        for attempt in 1... {
+            do {
+                try mountOnce(id, merged, committed, absolute, relative, lower, h)
+                break
+            } catch let e as SystemError where e.errno == .resourceBusy && attempt < 50 {
+                usleep(10_000)
+            }
+        }
+        if !committed { _ = chown(workDir(id) + Bytes.of("/work"), root.uid, root.gid) }
+    }
+
+    private func mountOnce(_ id: String, _ merged: [UInt8], _ committed: Bool, _ absolute: String, _ relative: String,
+                           _ lower: [String], _ h: String) throws {
         if absolute.utf8.count < Sys.pageSize {
             try Sys.mountOverlay(target: merged, data: absolute)
         } else if relative.utf8.count < Sys.pageSize {
@@ -298,7 +313,6 @@ public final class Overlay2Driver: Driver {
         } else {
             throw DriverError.mountDataTooLarge(id: id, length: relative.utf8.count)
         }
-        if !committed { _ = chown(workDir(id) + Bytes.of("/work"), root.uid, root.gid) }
     }
 
     // MARK: status

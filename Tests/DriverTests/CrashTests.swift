@@ -195,12 +195,12 @@ enum Crash {
             for _ in 0..<40 {
                 do {
                     let path = try shared.get(id: "top")
-                    if access(Bytes.string(path) + "/seen", R_OK) != 0 { errors.add() }
+                    if access(Bytes.string(path) + "/seen", R_OK) != 0 { errors.add("not visible while held: errno \(errno)") }
                     try shared.put(id: "top")
-                } catch { errors.add() }
+                } catch { errors.add("\(error)") }
             }
         }
-        #expect(errors.value == 0)
+        #expect(errors.value == 0, "\(errors.messages)")
         #expect(!driver.isMounted(id: "top"))
     }
 }
@@ -213,8 +213,10 @@ func writeFile(_ path: String, _ text: String) throws {
 
 final class Counter: @unchecked Sendable {
     private var n = 0
+    private var seen: [String] = []
     private var m = pthread_mutex_t()
     init() { pthread_mutex_init(&m, nil) }
-    func add() { pthread_mutex_lock(&m); n += 1; pthread_mutex_unlock(&m) }
+    func add(_ message: String) { pthread_mutex_lock(&m); n += 1; if seen.count < 5 { seen.append(message) }; pthread_mutex_unlock(&m) }
     var value: Int { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return n }
+    var messages: [String] { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return seen }
 }
