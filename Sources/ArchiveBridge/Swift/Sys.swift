@@ -53,11 +53,69 @@ public enum Sys {
     /// openat2 with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS: `path` is resolved as if `rootfd`
     /// were `/`, so neither `..` nor a symlink (absolute or relative) can leave the root.
     public static func openInRoot(_ rootfd: Int32, _ path: [UInt8], _ flags: Int32) -> (fd: Int32, errno: Int32) {
+        if !useOpenat2 { return walkInRoot(rootfd, path, flags) }
         let resolve = dk_resolve_in_root() | dk_resolve_no_magiclinks()
         let fd = withCString(path.isEmpty ? [UInt8(ascii: ".")] : path) { p in
             retry { dk_openat2(rootfd, p, UInt64(flags | O_CLOEXEC), 0, resolve) }
         }
+        if fd < 0 && errno == ENOSYS {
+            useOpenat2 = false
+            return walkInRoot(rootfd, path, flags)
+        }
         return (fd, fd < 0 ? errno : 0)
+    }
+
+    /// openat2 is used unless the kernel lacks it (before 5.6) or DIFFKIT_NO_OPENAT2=1 asks
+    /// for the fallback (the tests run the hostile corpus both ways).
+    nonisolated(unsafe) static var useOpenat2: Bool = getenv("DIFFKIT_NO_OPENAT2").map { String(cString: $0) != "1" } ?? true
+
+    /// RESOLVE_IN_ROOT in user space, one component at a time (containerd's RootPath, with
+    /// descriptors): `..` stops at the root, a symlink's target is resolved from the root when
+    /// absolute or from its directory otherwise, at most 255 of them; every step is an
+    /// O_PATH|O_NOFOLLOW open relative to the previous directory, so nothing outside is reached.
+    static func walkInRoot(_ rootfd: Int32, _ path: [UInt8], _ flags: Int32) -> (fd: Int32, errno: Int32) {
+        let slash = UInt8(ascii: "/")
+        var parts = ArraySlice(path.split(separator: slash).map(Array.init))
+        var stack: [Int32] = []
+        defer { stack.forEach { _ = Glibc.close($0) } }
+        func current() -> Int32 { stack.last ?? rootfd }
+        var hops = 0
+        while let c = parts.first {
+            parts = parts.dropFirst()
+            if c == [UInt8(ascii: ".")] { continue }
+            if c == [UInt8(ascii: "."), UInt8(ascii: ".")] {
+                if let top = stack.popLast() { _ = Glibc.close(top) }
+                continue
+            }
+            let last = parts.isEmpty
+            let base = current()
+            let fd = withCString(c) { p in retry { Glibc.openat(base, p, dk_o_path() | O_NOFOLLOW | O_CLOEXEC) } }
+            if fd < 0 { return (-1, errno) }
+            var st = stat()
+            if Glibc.fstat(fd, &st) != 0 { let e = errno; _ = Glibc.close(fd); return (-1, e) }
+            if st.st_mode & S_IFMT == S_IFLNK && !(last && flags & O_NOFOLLOW != 0) {
+                hops += 1
+                let target = (try? readlinkat(fd, [])) ?? []
+                _ = Glibc.close(fd)
+                if hops > 255 || target.isEmpty { return (-1, hops > 255 ? ELOOP : ENOENT) }
+                if target.first == slash {
+                    stack.forEach { _ = Glibc.close($0) }
+                    stack.removeAll()
+                }
+                parts = ArraySlice(target.split(separator: slash).map { Array($0) } + Array(parts))
+                continue
+            }
+            if last {
+                _ = Glibc.close(fd)
+                let r = withCString(c) { p in retry { Glibc.openat(base, p, flags | O_NOFOLLOW | O_CLOEXEC) } }
+                return (r, r < 0 ? errno : 0)
+            }
+            if st.st_mode & S_IFMT != S_IFDIR { _ = Glibc.close(fd); return (-1, ENOTDIR) }
+            stack.append(fd)
+        }
+        let dir = current()
+        let r = retry { Glibc.openat(dir, ".", flags | O_CLOEXEC) }
+        return (r, r < 0 ? errno : 0)
     }
 
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
