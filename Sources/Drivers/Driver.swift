@@ -45,6 +45,8 @@ public protocol Driver: AnyObject {
     /// An open descriptor (read-only) of the regular file at `path` in layer `id`'s view, resolved
     /// inside it (containers/storage's DiffGetter, for re-exporting a layer byte for byte).
     func openFile(id: String, path: [UInt8]) throws -> Int32
+    /// `openFile` for many files: `body` gets an opener valid for its duration.
+    func withFiles<R>(id: String, _ body: ((_ path: [UInt8]) throws -> Int32) throws -> R) throws -> R
 }
 
 /// What `readWriteDiskUsage` reports: bytes (each inode once) and the number of inodes.
@@ -81,6 +83,8 @@ public enum DriverError: Error, CustomStringConvertible {
     case emptyID
     /// Another process holds the layer (an import, an export, a removal in flight).
     case busy(id: String, reason: String)
+    /// A byte-exact export found a file whose content is no longer the imported one.
+    case changedSinceImport(id: String, path: String)
 
     public var description: String {
         switch self {
@@ -96,6 +100,8 @@ public enum DriverError: Error, CustomStringConvertible {
         case let .mountDataTooLarge(id, n): return "layer \(id): cannot mount layer, mount label too large \(n)"
         case .emptyID: return "refusing to remove the directories: id is empty"
         case let .busy(id, r): return "layer \(id): busy: \(r)"
+        case let .changedSinceImport(id, p):
+            return "layer \(id): \(p) changed since the import (its content no longer matches the recorded checksum); export with --regenerate"
         }
     }
 }

@@ -360,26 +360,26 @@ public final class LayerStore {
         let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buf.deallocate() }
         Sys.growPipe(fd)
-        while let segment = try reader.next() {
-            switch segment {
-            case let .raw(bytes):
-                try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: name) }
-            case let .file(stored, size, crc):
-                let path = Array(LayerPath.components(stored).joined(separator: [LayerPath.slash]))
-                let file = try driver.openFile(id: id, path: path)
-                defer { Sys.close(file) }
-                var left = size
-                var sum: UInt32 = 0
-                while left > 0 {
-                    let n = try Sys.read(file, buf, Int(min(left, 1 << 20)), shown: path)
-                    if n == 0 { break }
-                    let chunk = UnsafeRawBufferPointer(start: buf, count: n)
-                    sum = CRC32C.update(sum, chunk)
-                    try Sys.writeAll(fd, chunk, shown: name)
-                    left -= Int64(n)
-                }
-                if left != 0 || sum != crc {
-                    throw DriverError.busy(id: id, reason: "\(Bytes.string(path)) changed since the import (its content no longer matches the recorded checksum); export with --regenerate")
+        try driver.withFiles(id: id) { open in
+            while let segment = try reader.next() {
+                switch segment {
+                case let .raw(bytes):
+                    try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: name) }
+                case let .file(stored, size, crc):
+                    let path = Array(LayerPath.components(stored).joined(separator: [LayerPath.slash]))
+                    let file = try open(path)
+                    defer { Sys.close(file) }
+                    var left = size
+                    var sum: UInt32 = 0
+                    while left > 0 {
+                        let n = try Sys.read(file, buf, Int(min(left, 1 << 20)), shown: path)
+                        if n == 0 { break }
+                        let chunk = UnsafeRawBufferPointer(start: buf, count: n)
+                        sum = CRC32C.update(sum, chunk)
+                        try Sys.writeAll(fd, chunk, shown: name)
+                        left -= Int64(n)
+                    }
+                    if left != 0 || sum != crc { throw DriverError.changedSinceImport(id: id, path: Bytes.string(path)) }
                 }
             }
         }

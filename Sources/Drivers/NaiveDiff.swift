@@ -27,24 +27,34 @@ extension Driver {
     /// From the layer's branch, then the branches below (containers/storage's DiffGetter, no
     /// mount); without branches, from the mounted view.
     public func openFile(id: String, path: [UInt8]) throws -> Int32 {
-        if let b = try branch(id: id) { return try openFile(in: [b.directory] + b.lowers, path: path) }
-        let dir = try get(id: id)
-        defer { try? put(id: id) }
-        return try openFile(in: [dir], path: path)
+        try withFiles(id: id) { open in try open(path) }
     }
 
-    /// The file at `path` in the first of `roots` that has it, resolved inside that root.
-    func openFile(in roots: [[UInt8]], path: [UInt8]) throws -> Int32 {
-        var last = ENOENT
-        for root in roots {
-            let rootfd = try Sys.open(root, O_RDONLY | O_DIRECTORY)
-            defer { Sys.close(rootfd) }
-            let (fd, err) = Sys.openInRoot(rootfd, path, O_RDONLY | O_NOFOLLOW)
-            if fd >= 0 { return fd }
-            last = err
-            if err != ENOENT { break }
+    /// Run `body` with an opener of layer `id`'s regular files by path (read-only, resolved
+    /// inside the layer): the branches' (or the mounted view's) root descriptors are opened once,
+    /// so a caller opening many files (a byte-exact export) pays for the roots once.
+    public func withFiles<R>(id: String, _ body: ((_ path: [UInt8]) throws -> Int32) throws -> R) throws -> R {
+        if let b = try branch(id: id) { return try Self.withRoots([b.directory] + b.lowers, body) }
+        let dir = try get(id: id)
+        defer { try? put(id: id) }
+        return try Self.withRoots([dir], body)
+    }
+
+    /// The file at a path in the first of `roots` that has it, resolved inside that root.
+    private static func withRoots<R>(_ roots: [[UInt8]], _ body: ((_ path: [UInt8]) throws -> Int32) throws -> R) throws -> R {
+        var fds: [Int32] = []
+        defer { fds.forEach(Sys.close) }
+        for root in roots { fds.append(try Sys.open(root, O_RDONLY | O_DIRECTORY)) }
+        return try body { path in
+            var last = ENOENT
+            for rootfd in fds {
+                let (fd, err) = Sys.openInRoot(rootfd, path, O_RDONLY | O_NOFOLLOW)
+                if fd >= 0 { return fd }
+                last = err
+                if err != ENOENT { break }
+            }
+            throw SystemError("open", path, errno: last)
         }
-        throw SystemError("open", path, errno: last)
     }
 
     /// The writable part: the layer's branch, else its mounted view.
