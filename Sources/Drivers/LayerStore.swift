@@ -158,10 +158,16 @@ public final class LayerStore {
         guard let lock = try lockLayer(id, exclusive: true, wait: false) else { return false }
         defer { Sys.close(lock) }
         if driver.exists(id: id) { try driver.remove(id: id) }
+        forgetFiles(id)
+        return true
+    }
+
+    /// Unlink the store's files of layer `id`: its record, tar-split (and its temp file), and
+    /// last the incomplete marker.
+    private func forgetFiles(_ id: String) {
         for p in [recordPath(id), tarSplitPath(id), tarSplitPath(id) + Bytes.of(".tmp"), incompletePath(id)] {
             _ = Sys.withCString(p) { unlink($0) }
         }
-        return true
     }
 
     /// The parent named by an incomplete layer's marker.
@@ -271,7 +277,7 @@ public final class LayerStore {
         } catch {
             try? withLock {
                 if driver.exists(id: id) { try? driver.remove(id: id) }
-                for p in [recordPath(id), tarSplitPath(id), splitTmp, incompletePath(id)] { _ = Sys.withCString(p) { unlink($0) } }
+                forgetFiles(id)
             }
             throw error
         }
@@ -459,9 +465,7 @@ public final class LayerStore {
             try writeFileAtomically(incompletePath(id), [])
             try driver.remove(id: id)
             try setMountCount(id, 0)
-            _ = Sys.withCString(tarSplitPath(id)) { unlink($0) }
-            _ = Sys.withCString(recordPath(id)) { unlink($0) }
-            _ = Sys.withCString(incompletePath(id)) { unlink($0) }
+            forgetFiles(id)
         }
     }
 }
