@@ -220,9 +220,9 @@ public enum LayerOutput {
                 try compressor?.finish()
             } catch {
                 failure = error
-                // Unblock the producer: its writes now fail with EPIPE.
-                Sys.close(input)
-                _ = dup2(open("/dev/null", O_RDONLY), input)
+                // Keep reading (and dropping) so the producer is never left blocked on the pipe;
+                // the failure is reported when it is done.
+                while (try? Sys.read(input, buf, size, shown: Bytes.of(name))).map({ $0 > 0 }) ?? false {}
             }
         }
 
