@@ -62,6 +62,20 @@ public final class SHA256 {
         return "sha256:" + out.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
+    /// `sha256:<hex>` of a file's content, read in 1 MiB chunks.
+    public static func ofFile(_ path: [UInt8]) throws -> String {
+        let fd = try Sys.open(path, O_RDONLY | O_CLOEXEC)
+        defer { Sys.close(fd) }
+        let h = SHA256()
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buf.deallocate() }
+        while true {
+            let n = try Sys.read(fd, buf, 1 << 20, shown: path)
+            if n == 0 { return h.finish() }
+            h.update(UnsafeRawBufferPointer(start: buf, count: n))
+        }
+    }
+
     public static func hex(_ bytes: [UInt8]) -> String {
         let h = SHA256()
         bytes.withUnsafeBytes { h.update($0) }
