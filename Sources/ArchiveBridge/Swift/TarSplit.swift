@@ -135,12 +135,17 @@ public final class TarSplitReader {
         ArchiveError(archive: name, entry: nil, errno: 0, message: message)
     }
 
-    private func byte() throws -> UInt8 {
+    /// Make sure the current chunk has a byte left.
+    private func fill() throws {
         while position >= chunk.count {
             guard let next = try input.next() else { throw corrupt("the record is truncated") }
             chunk = next
             position = 0
         }
+    }
+
+    private func byte() throws -> UInt8 {
+        try fill()
         defer { position += 1 }
         return chunk[position]
     }
@@ -149,7 +154,7 @@ public final class TarSplitReader {
         var out: [UInt8] = []
         out.reserveCapacity(n)
         while out.count < n {
-            if position >= chunk.count { _ = try byte(); position -= 1 }
+            try fill()
             let take = min(n - out.count, chunk.count - position)
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[position..<(position + take)]))
             position += take
