@@ -39,13 +39,6 @@ func makeTar(_ entries: [E], uid: Int = 0) throws -> String {
     }
 }
 
-func listing(_ root: String) throws -> [String] {
-    try Manifest.of(root).map { line in
-        let parts = line.split(separator: " ")
-        return String(parts[0]) + (parts[1] == "directory" ? "/" : "")
-    }
-}
-
 @Suite(.serialized) struct ApplyTests {
     /// moby TestApplyLayerWhiteouts: four layers applied in turn on one tree.
     @Test func mobyWhiteoutVectors() throws {

@@ -164,13 +164,6 @@ extension String {
     }
 }
 
-func listing(_ root: String) throws -> [String] {
-    try Manifest.of(root).map { line in
-        let parts = line.split(separator: " ")
-        return String(parts[0]) + (parts[1] == "directory" ? "/" : "")
-    }
-}
-
 extension String {
     func replacingSuffix(_ old: String, _ new: String) -> String { hasSuffix(old) ? String(dropLast(old.count)) + new : self }
 }

@@ -187,6 +187,14 @@ public enum Manifest {
     }
 }
 
+/// The paths of a tree, directories with a trailing `/` (a manifest without the metadata).
+public func listing(_ root: String) throws -> [String] {
+    try Manifest.of(root).map { line in
+        let parts = line.split(separator: " ")
+        return String(parts[0]) + (parts[1] == "directory" ? "/" : "")
+    }
+}
+
 /// Gate for tests that need root or a kernel feature: they skip without it, unless
 /// DIFFKIT_REQUIRE_KERNEL=1, when a missing capability is a failure.
 public enum Capability {
