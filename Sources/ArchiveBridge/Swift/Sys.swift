@@ -132,8 +132,7 @@ public enum Sys {
 
     /// Whether `path` names anything (a dangling symlink included).
     public static func exists(_ path: [UInt8]) -> Bool {
-        var st = stat()
-        return withCString(path) { Glibc.fstatat(AT_FDCWD, $0, &st, AT_SYMLINK_NOFOLLOW) } == 0
+        (try? lstatIfExists(AT_FDCWD, path)) != nil
     }
 
     public static func fstatat(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> stat {
