@@ -190,6 +190,7 @@ def make_new(g, base, root, dirs, files, nfiles):
     links = [os.path.join(dp, f)[len(root) + 1:] for dp, _, fs in os.walk(root) for f in fs if f.startswith("ln")]
     for p in pick(sorted(links), n(100)):  # symlink -> file
         os.unlink(at(p)); g.write(at(p), g.size()); g.meta(at(p), 0o644, T1)
+    alive = [p for p in alive if os.path.isfile(at(p)) and not os.path.islink(at(p))]
     for p in take(n(100)):                                    # hardlinks added
         os.link(at(p), at(p + ".hl"))
     newdirs = []
