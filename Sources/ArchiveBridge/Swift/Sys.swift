@@ -262,31 +262,34 @@ public enum Sys {
     public static func listXattrs(path: [UInt8], fd: Int32 = -1, dirfd: Int32 = -1, name: [UInt8] = []) throws -> [[UInt8]] {
         var size = 1024
         while true {
-            var buf = [CChar](repeating: 0, count: size)
-            var n: Int
-            if fd >= 0 {
-                n = dk_flistxattr(fd, &buf, size)
-            } else if dirfd >= 0 && haveListxattrat {
-                n = withCString(name) { p in dk_listxattrat(dirfd, p, &buf, size) }
-                if n < 0 && errno == ENOSYS {
-                    haveListxattrat = false
-                    continue
+            // A stack buffer: this runs once per entry of every walk, and most answers are empty.
+            let names: [[UInt8]]? = try withUnsafeTemporaryAllocation(of: CChar.self, capacity: size) { buf in
+                var n: Int
+                if fd >= 0 {
+                    n = dk_flistxattr(fd, buf.baseAddress, size)
+                } else if dirfd >= 0 && haveListxattrat {
+                    n = withCString(name) { p in dk_listxattrat(dirfd, p, buf.baseAddress, size) }
+                    if n < 0 && errno == ENOSYS {
+                        haveListxattrat = false
+                        return nil
+                    }
+                } else {
+                    n = withCString(path) { p in dk_llistxattr(p, buf.baseAddress, size) }
                 }
-            } else {
-                n = withCString(path) { p in dk_llistxattr(p, &buf, size) }
+                if n < 0 {
+                    if errno == ERANGE { size *= 4; return nil }
+                    if errno == ENOTSUP || errno == ENOENT { return [] }
+                    throw SystemError("listxattr", path, errno: errno)
+                }
+                var names: [[UInt8]] = []
+                var start = 0
+                for i in 0..<n where buf[i] == 0 {
+                    if i > start { names.append(buf[start..<i].map { UInt8(bitPattern: $0) }) }
+                    start = i + 1
+                }
+                return names
             }
-            if n < 0 {
-                if errno == ERANGE { size *= 4; continue }
-                if errno == ENOTSUP || errno == ENOENT { return [] }
-                throw SystemError("listxattr", path, errno: errno)
-            }
-            var names: [[UInt8]] = []
-            var start = 0
-            for i in 0..<n where buf[i] == 0 {
-                if i > start { names.append(buf[start..<i].map { UInt8(bitPattern: $0) }) }
-                start = i + 1
-            }
-            return names
+            if let names { return names }
         }
     }
 
