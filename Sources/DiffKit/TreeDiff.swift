@@ -12,13 +12,15 @@ public enum TreeDiff {
     /// empty parent: everything in `layer` is added. `snapshots`: `layer` is a btrfs snapshot of
     /// `base` (or the reverse), so a file with the same inode number and ctime is unchanged and
     /// is not read.
+    ///
+    /// With more than one core, a second thread compares directory pairs the first hands over
+    /// and a third compares contents; each keeps its own findings, merged and sorted at the end,
+    /// so the result does not depend on timing.
     public static func changes(base: [UInt8]?, layer: [UInt8], snapshots: Bool = false) throws -> [Change] {
-        var state = State()
-        state.snapshots = snapshots
         let comparer = ContentComparer()
-        state.comparer = comparer
+        let parallel = sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1
         let group = DispatchGroup()
-        if sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 {
+        if parallel {
             DispatchQueue.global().async(group: group) { comparer.work() }
         }
         defer {
@@ -28,32 +30,50 @@ public enum TreeDiff {
         let newFd = try Walker.openRoot(layer)
         defer { Sys.close(newFd) }
         let newDir = WalkDir(fd: newFd, path: [], absolute: layer)
-        if let base {
-            let oldFd = try Walker.openRoot(base)
-            defer { Sys.close(oldFd) }
-            let oldDev = FileInfo(try Sys.fstat(oldFd, shown: base)).device
-            let newDev = FileInfo(try Sys.fstat(newFd, shown: layer)).device
-            _ = try state.compare(old: WalkDir(fd: oldFd, path: [], absolute: base), oldDev: oldDev,
-                                  new: newDir, newDev: newDev)
-            comparer.close()
-            comparer.work()
-            group.wait()
-            try state.resolveContentCompares()
-        } else {
+        guard let base else {
+            var state = State(comparer: comparer)
             try state.addAll(newDir)
+            return state.finish()
         }
+        let oldFd = try Walker.openRoot(base)
+        defer { Sys.close(oldFd) }
+        let pairs = PairWalk(State(comparer: comparer, snapshots: snapshots,
+                                   oldDev: FileInfo(try Sys.fstat(oldFd, shown: base)).device,
+                                   newDev: FileInfo(try Sys.fstat(newFd, shown: layer)).device))
+        var state = try pairs.run(WalkDir(fd: oldFd, path: [], absolute: base), newDir, helpers: parallel ? 1 : 0)
+        comparer.close()
+        comparer.work()
+        group.wait()
+        try state.resolveContentCompares()
+        state.reportAncestors()
         return state.finish()
     }
 
     struct State {
         var changes: [Change] = []
         /// Content compares run beside the walk; their results are merged at the end.
-        var comparer = ContentComparer()
-        /// Directories present on both sides and not (yet) reported, for ancestors of late results.
+        let comparer: ContentComparer
+        var snapshots = false
+        var oldDev: UInt64 = 0
+        var newDev: UInt64 = 0
+        /// Directories present on both sides and not (yet) reported: an ancestor of a change
+        /// found later (on another thread, or by a content compare) is reported at the end.
         var quietDirectories: [[UInt8]: FileInfo] = [:]
         /// Unchanged files with more than one link: candidates to keep a hardlink group intact.
         var linkCandidates: [Change] = []
-        var snapshots = false
+        /// Where subdirectory pairs can be handed to another thread.
+        var pairs: PairWalk? = nil
+
+        /// A fresh state for another thread: same settings, nothing found yet.
+        func sibling() -> State {
+            State(comparer: comparer, snapshots: snapshots, oldDev: oldDev, newDev: newDev, pairs: pairs)
+        }
+
+        mutating func absorb(_ other: State) {
+            changes += other.changes
+            quietDirectories.merge(other.quietDirectories) { a, _ in a }
+            linkCandidates += other.linkCandidates
+        }
 
         mutating func finish() -> [Change] {
             var changedInodes = Set<UInt64>()
@@ -75,8 +95,9 @@ public enum TreeDiff {
             })
         }
 
-        /// Compare two directories; returns whether anything below changed.
-        mutating func compare(old: WalkDir, oldDev: UInt64, new: WalkDir, newDev: UInt64) throws -> Bool {
+        /// Compare two directories; returns whether anything below changed (as far as this
+        /// thread saw: a subtree handed over reports through `reportAncestors`).
+        mutating func compare(old: WalkDir, new: WalkDir) throws -> Bool {
             let olds = try Sys.readDirectory(old.fd, shown: old.absolute)
             let news = try Sys.readDirectory(new.fd, shown: new.absolute)
             var i = 0, j = 0
@@ -124,10 +145,13 @@ public enum TreeDiff {
                     }
                     if differs { changes.append(Change(.modify, path, info: ni)) }
                     let od = try open(old, oe.name)
-                    defer { Sys.close(od.fd) }
-                    let nd = try open(new, ne.name)
-                    defer { Sys.close(nd.fd) }
-                    let below = try compare(old: od, oldDev: oldDev, new: nd, newDev: newDev)
+                    let nd: WalkDir
+                    do { nd = try open(new, ne.name) } catch { Sys.close(od.fd); throw error }
+                    var below = false
+                    if try pairs?.handOver(od, nd) != true {
+                        defer { Sys.close(od.fd); Sys.close(nd.fd) }
+                        below = try compare(old: od, new: nd)
+                    }
                     // Every ancestor of a change is reported as modified (moby); path order puts it first.
                     if below && !differs { changes.append(Change(.modify, path, info: ni)) }
                     if !below && !differs { quietDirectories[path] = ni }
@@ -175,22 +199,26 @@ public enum TreeDiff {
             return .same
         }
 
-        /// Merge the content compares: changed files (and their unreported ancestors) become
-        /// modifications, unchanged ones may still be hardlink peers.
+        /// Merge the content compares: changed files become modifications, unchanged ones may
+        /// still be hardlink peers.
         mutating func resolveContentCompares() throws {
-            let results = try comparer.results()
-            var reported: Set<[UInt8]>? = nil
-            for (job, same) in results {
-                if same {
-                    if job.info.links > 1 { linkCandidates.append(Change(.modify, job.path, info: job.info)) }
-                    continue
+            for (job, same) in try comparer.results() {
+                if !same {
+                    changes.append(Change(.modify, job.path, info: job.info))
+                } else if job.info.links > 1 {
+                    linkCandidates.append(Change(.modify, job.path, info: job.info))
                 }
-                changes.append(Change(.modify, job.path, info: job.info))
-                if reported == nil { reported = Set(changes.map(\.path)) }
-                var p = LayerPath.split(job.path).0
-                while !p.isEmpty, !reported!.contains(p), let info = quietDirectories[p] {
-                    reported!.insert(p)
-                    changes.append(Change(.modify, p, info: info))
+            }
+        }
+
+        /// Every ancestor of a change is reported as modified (moby): the ones the walk could not
+        /// know about when it left them.
+        mutating func reportAncestors() {
+            var visited = Set<[UInt8]>()
+            for i in changes.indices {
+                var p = LayerPath.split(changes[i].path).0
+                while !p.isEmpty, visited.insert(p).inserted {
+                    if let info = quietDirectories[p] { changes.append(Change(.modify, p, info: info)) }
                     p = LayerPath.split(p).0
                 }
             }
@@ -205,6 +233,97 @@ public enum TreeDiff {
             }
             return got
         }
+    }
+}
+
+/// The directory pairs of one `changes` run, shared by its threads: a thread about to descend
+/// into a pair hands it over when another thread waits idle, else descends itself; so at most
+/// one pair per idle thread is pending, and each thread keeps its own `State`.
+final class PairWalk: @unchecked Sendable {
+    private var template: TreeDiff.State
+    private var pending: [(old: WalkDir, new: WalkDir)] = []
+    private var idle = 0
+    private var busy = 1              // the first thread, on the roots
+    private var failure: Error?
+    private var found: [TreeDiff.State] = []
+    private var mutex = pthread_mutex_t()
+    private var cond = pthread_cond_t()
+
+    init(_ template: TreeDiff.State) {
+        self.template = template
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&cond, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(&cond)
+        pthread_mutex_destroy(&mutex)
+    }
+
+    /// Compare the roots on this thread and `helpers` more; the merged findings.
+    func run(_ old: WalkDir, _ new: WalkDir, helpers: Int) throws -> TreeDiff.State {
+        template.pairs = self
+        let group = DispatchGroup()
+        for _ in 0..<helpers {
+            DispatchQueue.global().async(group: group) { self.work(first: nil) }
+        }
+        work(first: (old, new))
+        group.wait()
+        for p in pending {
+            Sys.close(p.old.fd)
+            Sys.close(p.new.fd)
+        }
+        if let failure { throw failure }
+        var merged = template.sibling()
+        merged.pairs = nil
+        for f in found { merged.absorb(f) }
+        return merged
+    }
+
+    /// Take a pair (its descriptors with it) if a thread waits for one; throws another thread's failure.
+    func handOver(_ old: WalkDir, _ new: WalkDir) throws -> Bool {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        if let failure { throw failure }
+        guard idle > pending.count else { return false }
+        pending.append((old, new))
+        pthread_cond_signal(&cond)
+        return true
+    }
+
+    private func work(first: (old: WalkDir, new: WalkDir)?) {
+        var state = template.sibling()
+        var pair = first
+        var owned = false                 // the roots belong to the caller
+        pthread_mutex_lock(&mutex)
+        while true {
+            if let (old, new) = pair {
+                pthread_mutex_unlock(&mutex)
+                var error: Error?
+                do { _ = try state.compare(old: old, new: new) } catch let e { error = e }
+                if owned {
+                    Sys.close(old.fd)
+                    Sys.close(new.fd)
+                }
+                pthread_mutex_lock(&mutex)
+                if let error, failure == nil { failure = error }
+                busy -= 1
+                pair = nil
+            }
+            if failure == nil, let next = pending.popLast() {
+                busy += 1
+                pair = next
+                owned = true
+                continue
+            }
+            if busy == 0 || failure != nil { break }
+            idle += 1
+            pthread_cond_wait(&cond, &mutex)
+            idle -= 1
+        }
+        found.append(state)
+        pthread_cond_broadcast(&cond)
+        pthread_mutex_unlock(&mutex)
     }
 }
 

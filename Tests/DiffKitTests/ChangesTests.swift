@@ -80,6 +80,48 @@ let changeCases: [ChangeCase] = [
         #expect(got == c.expected)
     }
 
+    /// Subtrees compared on the second thread report their ancestors as the one-thread walk
+    /// does, whatever the timing: 30 chains of 6 nested directories, changes at the bottom of
+    /// every third, compared 10 times.
+    @Test func ancestorsOfChangesFoundOnAnotherThread() throws {
+        guard try Capability.root() else { return }
+        var ops: [Op] = []
+        for c in 0..<30 {
+            var dir = "c\(c)"
+            for level in 0..<6 {
+                ops += [.file("\(dir)/f\(level)", "content"), .file("\(dir)/g\(level)", "more")]
+                dir += "/d\(level)"
+            }
+            ops.append(.dir(dir))
+        }
+        let base = try Fixture.make(ops)
+        defer { Fixture.cleanup(base) }
+        let layer = try Fixture.copy(base)
+        defer { Fixture.cleanup(layer) }
+        var expected: Set<String> = []
+        for c in stride(from: 0, to: 30, by: 3) {
+            let deep = "c\(c)/d0/d1/d2/d3/d4"
+            let change: (Op, String) = [(.file("\(deep)/f5", "changed content"), "C"), (.remove("\(deep)/g5"), "D"),
+                                        (.file("\(deep)/new", "x"), "A")][c / 3 % 3]
+            try Fixture.apply(layer, [change.0])
+            let path: String
+            switch change.0 {
+            case let .file(p, _, _, _, _), let .remove(p): path = p
+            default: path = ""
+            }
+            expected.insert("\(change.1) /\(path)")
+            var parts = path.split(separator: "/").dropLast()
+            while !parts.isEmpty {
+                expected.insert("C /" + parts.joined(separator: "/"))
+                parts = parts.dropLast()
+            }
+        }
+        let want = expected.sorted { Array($0.utf8.dropFirst(2)).lexicographicallyPrecedes(Array($1.utf8.dropFirst(2))) }
+        for _ in 0..<10 {
+            #expect(try TreeDiff.changes(base: Bytes.of(base), layer: Bytes.of(layer)).map(\.line) == want)
+        }
+    }
+
     @Test func emptyBaseAddsEverything() throws {
         let layer = try Fixture.make([.file("a/b", "x"), .symlink("l", to: "a")])
         defer { Fixture.cleanup(layer) }
