@@ -56,6 +56,7 @@ public final class TarReader {
     }
 
     deinit {
+        stream.stop()
         archive_entry_free(entry)
         archive_read_free(archive)
     }

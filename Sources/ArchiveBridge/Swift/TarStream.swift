@@ -36,14 +36,19 @@ public final class TarStream {
     public static let maxTrailer = 1 << 20
 
     private let input: RawInput
+    private let ownFd: Int32
     private let name: String
     public var recorder: TarStreamRecorder?
     /// SHA-256 of every byte read (the layer's diffID), when set.
     public var digest: SHA256?
-    /// Decompressed bytes read so far.
+    /// Decompressed bytes handed to the parser so far (at the end: all that were read).
     public private(set) var bytesRead: Int64 = 0
     /// The first problem found; the parser is then given an end of input and reports this.
     public private(set) var failure: ArchiveError?
+    /// The producing side's counterparts (the read-ahead thread's, when there is one).
+    private var producedBytes: Int64 = 0
+    private var producerFailure: ArchiveError?
+    private var readAhead: ReadAhead?
 
     private enum State {
         case header, sparseExtension, extended(left: Int), payload(left: Int64), padding(left: Int), trailer, end
@@ -68,18 +73,61 @@ public final class TarStream {
 
     /// Read `fd` (any compression libarchive knows); `name` is what errors call it.
     public init(fd: Int32, name: String) throws {
-        input = try RawInput(fd: fd, name: name)
+        // Our own descriptor: a read-ahead thread may still be reading when the caller closes its.
+        ownFd = dup(fd)
+        guard ownFd >= 0 else { throw ArchiveError(archive: name, entry: nil, errno: errno, message: "cannot read it") }
+        do { input = try RawInput(fd: ownFd, name: name) } catch { close(ownFd); throw error }
         self.name = name
         if input.isEmpty { sourceDone = true; state = .end }
     }
 
+    deinit { close(ownFd) }
+
     /// The next chunk of decompressed bytes, checked (and recorded); empty at the end of the input,
-    /// or after a failure (see `failure`).
+    /// or after a failure (see `failure`). Valid until the next call.
+    ///
+    /// With more than one core and work to take off the parser's thread (decompression, the
+    /// digest, the record), reading and the checks run on a read-ahead thread a few chunks ahead
+    /// of the parser (the same bytes in the same order);
+    /// the digest and the record are complete once `drain()` or `stop()` returned.
     public func nextChunk() -> UnsafeRawBufferPointer {
-        if failure != nil || sourceDone { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        if readAhead == nil, !sourceDone, producerFailure == nil, digest != nil || recorder != nil || input.isCompressed,
+           sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 {
+            readAhead = ReadAhead(self)
+        }
+        guard let readAhead else {
+            let chunk = produce()
+            bytesRead = producedBytes
+            failure = producerFailure
+            return chunk
+        }
+        guard let (chunk, count) = readAhead.take() else {
+            bytesRead = producedBytes
+            failure = producerFailure
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        bytesRead = count
+        return chunk
+    }
+
+    /// After the parser's end of archive: read what follows it (bounded), for the record.
+    public func drain() throws {
+        while nextChunk().count > 0 {}
+        stop()
+        if let failure { throw failure }
+    }
+
+    /// Stop reading ahead (the thread ends); for a stream let go before its end.
+    public func stop() {
+        readAhead?.stop()
+    }
+
+    /// Read, check and record the next chunk (on the read-ahead thread when there is one).
+    fileprivate func produce() -> UnsafeRawBufferPointer {
+        if producerFailure != nil || sourceDone { return UnsafeRawBufferPointer(start: nil, count: 0) }
         let next: UnsafeRawBufferPointer?
         do { next = try input.next() } catch {
-            failure = error as? ArchiveError ?? self.error("\(error)")
+            producerFailure = error as? ArchiveError ?? self.error("\(error)")
             return UnsafeRawBufferPointer(start: nil, count: 0)
         }
         guard let next, let buf = next.baseAddress else {
@@ -89,7 +137,7 @@ public final class TarStream {
         }
         let size = next.count
         digest?.update(next)
-        bytesRead += Int64(size)
+        producedBytes += Int64(size)
         var chunk = UnsafeRawBufferPointer(start: buf, count: size)
         do {
             if case .trailer = state, trailerBytes + size > Self.maxTrailer {
@@ -101,7 +149,7 @@ public final class TarStream {
             }
             try consume(chunk)
         } catch let e as ArchiveError {
-            failure = e
+            producerFailure = e
             return UnsafeRawBufferPointer(start: nil, count: 0)
         } catch {
             fail("\(error)")
@@ -110,14 +158,11 @@ public final class TarStream {
         return chunk
     }
 
-    /// After the parser's end of archive: read what follows it (bounded), for the record.
-    public func drain() throws {
-        while !sourceDone && failure == nil { _ = nextChunk() }
-        if let failure { throw failure }
-    }
+    /// The counters the consumer sees once the producer is done.
+    fileprivate var produced: (Int64, ArchiveError?) { (producedBytes, producerFailure) }
 
     private func fail(_ message: String, errno: Int32 = 0) {
-        if failure == nil { failure = ArchiveError(archive: name, entry: entryLabel, errno: errno, message: message) }
+        if producerFailure == nil { producerFailure = ArchiveError(archive: name, entry: entryLabel, errno: errno, message: message) }
     }
 
     /// The entry being read, by number (its name may be what is wrong).
@@ -352,12 +397,112 @@ public final class TarStream {
     }
 }
 
+/// A thread that runs a stream's `produce()` ahead of its parser: chunks are copied into a
+/// ring of four buffers (so at most four chunks, about 4 MiB, are ahead), handed over in order.
+final class ReadAhead: @unchecked Sendable {
+    private struct Slot {
+        var buffer: UnsafeMutableRawPointer? = nil
+        var capacity = 0
+        var count = 0
+        var bytesRead: Int64 = 0
+    }
+    private var slots = [Slot](repeating: Slot(), count: 4)
+    private var filled = 0            // slots produced (in order)
+    private var taken = 0             // slots the consumer took; the last one is in use until the next take
+    private var finished = false
+    private var stopped = false
+    private var mutex = pthread_mutex_t()
+    private var cond = pthread_cond_t()
+
+    init(_ stream: TarStream) {
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&cond, nil)
+        // Detached: the thread holds the stream (and its own copy of the input descriptor) until
+        // it has finished, so letting a stream go mid-way never waits on a blocked read.
+        let context = Unmanaged.passRetained(Box { [unowned self] in self.run(stream) }).toOpaque()
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { context in
+            let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
+            box.body()
+            return nil
+        }, context)
+        pthread_detach(thread)
+    }
+
+    deinit {
+        for s in slots { s.buffer?.deallocate() }
+        pthread_cond_destroy(&cond)
+        pthread_mutex_destroy(&mutex)
+    }
+
+    private final class Box {
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+
+    private func run(_ stream: TarStream) {
+        while true {
+            pthread_mutex_lock(&mutex)
+            let stop = stopped
+            pthread_mutex_unlock(&mutex)
+            let chunk = stop ? UnsafeRawBufferPointer(start: nil, count: 0) : stream.produce()
+            pthread_mutex_lock(&mutex)
+            // A slot is free when the consumer has moved past it (the one it holds is not free).
+            while !stopped && filled - taken >= slots.count - 1 { pthread_cond_wait(&cond, &mutex) }
+            if stopped || chunk.count == 0 {
+                finished = true
+                pthread_cond_broadcast(&cond)
+                pthread_mutex_unlock(&mutex)
+                return
+            }
+            pthread_mutex_unlock(&mutex)
+            // The slot is the producer's alone until `filled` moves past it.
+            var slot = slots[filled % slots.count]
+            if slot.capacity < chunk.count {
+                slot.buffer?.deallocate()
+                slot.buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk.count, alignment: 64)
+                slot.capacity = chunk.count
+            }
+            slot.buffer!.copyMemory(from: chunk.baseAddress!, byteCount: chunk.count)
+            slot.count = chunk.count
+            slot.bytesRead = stream.produced.0
+            pthread_mutex_lock(&mutex)
+            slots[filled % slots.count] = slot
+            filled += 1
+            pthread_cond_broadcast(&cond)
+            pthread_mutex_unlock(&mutex)
+        }
+    }
+
+    /// The next chunk and the bytes read up to it; nil at the end (the thread has finished).
+    func take() -> (UnsafeRawBufferPointer, Int64)? {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        while taken == filled && !finished { pthread_cond_wait(&cond, &mutex) }
+        if taken == filled { return nil }
+        let slot = slots[taken % slots.count]
+        taken += 1
+        pthread_cond_broadcast(&cond)
+        return (UnsafeRawBufferPointer(start: slot.buffer, count: slot.count), slot.bytesRead)
+    }
+
+    /// Stop the thread: it reads no further chunk once this returns.
+    func stop() {
+        pthread_mutex_lock(&mutex)
+        stopped = true
+        pthread_cond_broadcast(&cond)
+        pthread_mutex_unlock(&mutex)
+    }
+}
+
 /// The decompressed bytes of an input (any compression libarchive detects, or none), in chunks.
 public final class RawInput {
     private let archive: OpaquePointer
     private let name: String
     /// The input had no bytes at all.
     public private(set) var isEmpty = false
+    /// The input is compressed (a filter besides the plain read).
+    public var isCompressed: Bool { archive_filter_count(archive) > 1 }
 
     public init(fd: Int32, name: String) throws {
         guard let a = archive_read_new() else {
