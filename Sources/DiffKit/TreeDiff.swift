@@ -391,6 +391,10 @@ final class ContentComparer: @unchecked Sendable {
             let outcome = Result { try Self.sameContent(job.old, job.new, job.info.size, a, b, size) }
             pthread_mutex_lock(&mutex)
             outcomes[i] = outcome
+            // Only the layer path and its stat are needed from here on (memory: one job per
+            // compared file is kept until the end).
+            jobs[i].old = []
+            jobs[i].new = []
             pthread_mutex_unlock(&mutex)
         }
     }
