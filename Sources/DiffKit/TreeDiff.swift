@@ -148,7 +148,7 @@ public enum TreeDiff {
                     let nd: WalkDir
                     do { nd = try open(new, ne.name) } catch { Sys.close(od.fd); throw error }
                     var below = false
-                    if try pairs?.handOver(od, nd) != true {
+                    if pairs?.handOver(od, nd) != true {
                         defer { Sys.close(od.fd); Sys.close(nd.fd) }
                         below = try compare(old: od, new: nd)
                     }
@@ -280,12 +280,11 @@ final class PairWalk: @unchecked Sendable {
         return merged
     }
 
-    /// Take a pair (its descriptors with it) if a thread waits for one; throws another thread's failure.
-    func handOver(_ old: WalkDir, _ new: WalkDir) throws -> Bool {
+    /// Take a pair (its descriptors with it) if a thread waits for one and none has failed.
+    func handOver(_ old: WalkDir, _ new: WalkDir) -> Bool {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        if let failure { throw failure }
-        guard idle > pending.count else { return false }
+        guard failure == nil, idle > pending.count else { return false }
         pending.append((old, new))
         pthread_cond_signal(&cond)
         return true
