@@ -46,7 +46,7 @@ public final class TarStream {
     /// The first problem found; the parser is then given an end of input and reports this.
     public private(set) var failure: ArchiveError?
     /// The producing side's counterparts (the read-ahead thread's, when there is one).
-    private var producedBytes: Int64 = 0
+    fileprivate private(set) var producedBytes: Int64 = 0
     private var producerFailure: ArchiveError?
     private var readAhead: ReadAhead?
 
@@ -95,18 +95,14 @@ public final class TarStream {
            sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 {
             readAhead = ReadAhead(self)
         }
-        guard let readAhead else {
-            let chunk = produce()
-            bytesRead = producedBytes
-            failure = producerFailure
+        if let readAhead, let (chunk, count) = readAhead.take() {
+            bytesRead = count
             return chunk
         }
-        guard let (chunk, count) = readAhead.take() else {
-            bytesRead = producedBytes
-            failure = producerFailure
-            return UnsafeRawBufferPointer(start: nil, count: 0)
-        }
-        bytesRead = count
+        // One thread, or the read-ahead has finished: the producer's state is this thread's to read.
+        let chunk = readAhead == nil ? produce() : UnsafeRawBufferPointer(start: nil, count: 0)
+        bytesRead = producedBytes
+        failure = producerFailure
         return chunk
     }
 
@@ -157,9 +153,6 @@ public final class TarStream {
         }
         return chunk
     }
-
-    /// The counters the consumer sees once the producer is done.
-    fileprivate var produced: (Int64, ArchiveError?) { (producedBytes, producerFailure) }
 
     private func fail(_ message: String, errno: Int32 = 0) {
         if producerFailure == nil { producerFailure = ArchiveError(archive: name, entry: entryLabel, errno: errno, message: message) }
@@ -465,7 +458,7 @@ final class ReadAhead: @unchecked Sendable {
             }
             slot.buffer!.copyMemory(from: chunk.baseAddress!, byteCount: chunk.count)
             slot.count = chunk.count
-            slot.bytesRead = stream.produced.0
+            slot.bytesRead = stream.producedBytes
             pthread_mutex_lock(&mutex)
             slots[filled % slots.count] = slot
             filled += 1
