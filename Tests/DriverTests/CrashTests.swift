@@ -33,9 +33,8 @@ enum Crash {
         // A zombie (reparented, not yet reaped) has closed its files and dropped its locks --
         // once its other threads are gone too: a killed leader is a zombie while a thread of it
         // (a read-ahead blocked on the fifo) is still exiting and holds the files.
-        let stat = (try? Pipe.read("/proc/\(pid)/stat")).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        let threads = (try? Shell.run("ls /proc/\(pid)/task 2>/dev/null | wc -l"))?.1 ?? ""
-        return !stat.contains(") Z ") || Int(threads.filter(\.isNumber)) ?? 0 > 1
+        let status = (try? Pipe.read("/proc/\(pid)/status")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return !status.contains("State:\tZ") || !status.contains("Threads:\t1\n")
     }
 
     static func waitGone(_ pid: Int32) {
