@@ -128,11 +128,9 @@ def driver_cases(ds, d, runs, drivers):
         sh(f"{s} rm top 2>/dev/null; {s} rm base 2>/dev/null; true")
         sh(f"{s} import base -i {d}/base.tar -q >/dev/null && {s} import top --parent base -i {d}/layer.tar -q >/dev/null")
         stores[drv] = (s, home)
-    rows = [(f"{drv}: import top", f"{s} import top --parent base -i {d}/layer.tar -q") for drv, (s, _) in stores.items()]
-    args_prep = [f"{s} rm top" for s, _ in stores.values()]
-    # hyperfine's --prepare can be given per command; case() takes one, so each driver in turn
-    for (label, cmd), prep in zip(rows, args_prep):
-        case(ds, f"import-{label.split(':')[0]}", [(label, cmd)], prepare=prep, runs=runs)
+    for drv, (s, _) in stores.items():      # one case each: the prepare removes that store's top
+        case(ds, f"import-{drv}", [(f"{drv}: import top", f"{s} import top --parent base -i {d}/layer.tar -q")],
+             prepare=f"{s} rm top", runs=runs)
     case(ds, "export", [(f"{drv}: export top", f"{s} export top -q | cat") for drv, (s, _) in stores.items()], runs=runs)
     case(ds, "store-changes", [(f"{drv}: changes top", f"{s} changes top") for drv, (s, _) in stores.items()], runs=runs)
     if "overlay2" in stores:
