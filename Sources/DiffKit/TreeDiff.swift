@@ -49,7 +49,7 @@ public enum TreeDiff {
         return state.finish()
     }
 
-    struct State {
+    struct State: Sendable {
         var changes: [Change] = []
         /// Content compares run beside the walk; their results are merged at the end.
         let comparer: ContentComparer
@@ -239,135 +239,115 @@ public enum TreeDiff {
 /// The directory pairs of one `changes` run, shared by its threads: a thread about to descend
 /// into a pair hands it over when another thread waits idle, else descends itself; so at most
 /// one pair per idle thread is pending, and each thread keeps its own `State`.
-final class PairWalk: @unchecked Sendable {
-    private var template: TreeDiff.State
-    private var pending: [(old: WalkDir, new: WalkDir)] = []
-    private var idle = 0
-    private var busy = 1              // the first thread, on the roots
-    private var failure: Error?
-    private var found: [TreeDiff.State] = []
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
+final class PairWalk: Sendable {
+    private struct Shared {
+        var pending: [(old: WalkDir, new: WalkDir)] = []
+        var busy = 1              // the first thread, on the roots
+        var failure: Error?
+        var found: [TreeDiff.State] = []
+    }
+    private let template: TreeDiff.State
+    private let shared = Condition(Shared())
 
     init(_ template: TreeDiff.State) {
         self.template = template
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(&cond)
-        pthread_mutex_destroy(&mutex)
     }
 
     /// Compare the roots on this thread and `helpers` more; the merged findings.
     func run(_ old: WalkDir, _ new: WalkDir, helpers: Int) throws -> TreeDiff.State {
-        template.pairs = self
         let group = DispatchGroup()
         for _ in 0..<helpers {
             DispatchQueue.global().async(group: group) { self.work(first: nil) }
         }
         work(first: (old, new))
         group.wait()
+        let (pending, failure, found) = shared.withLock { ($0.pending, $0.failure, $0.found) }
         for p in pending {
             Sys.close(p.old.fd)
             Sys.close(p.new.fd)
         }
         if let failure { throw failure }
         var merged = template.sibling()
-        merged.pairs = nil
         for f in found { merged.absorb(f) }
         return merged
     }
 
     /// Take a pair (its descriptors with it) if a thread waits for one and none has failed.
     func handOver(_ old: WalkDir, _ new: WalkDir) -> Bool {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        guard failure == nil, idle > pending.count else { return false }
-        pending.append((old, new))
-        pthread_cond_signal(&cond)
-        return true
+        let taken = shared.withLockCountingWaiters { s, waiting in
+            guard s.failure == nil, waiting > s.pending.count else { return false }
+            s.pending.append((old, new))
+            return true
+        }
+        if taken { shared.signal() }
+        return taken
     }
 
     private func work(first: (old: WalkDir, new: WalkDir)?) {
         var state = template.sibling()
+        state.pairs = self
         var pair = first
         var owned = false                 // the roots belong to the caller
-        pthread_mutex_lock(&mutex)
         while true {
             if let (old, new) = pair {
-                pthread_mutex_unlock(&mutex)
                 var error: Error?
                 do { _ = try state.compare(old: old, new: new) } catch let e { error = e }
                 if owned {
                     Sys.close(old.fd)
                     Sys.close(new.fd)
                 }
-                pthread_mutex_lock(&mutex)
-                if let error, failure == nil { failure = error }
-                busy -= 1
-                pair = nil
+                let over = shared.withLock { s in
+                    if let error, s.failure == nil { s.failure = error }
+                    s.busy -= 1
+                    return s.busy == 0 || s.failure != nil
+                }
+                if over { shared.broadcast() }
             }
-            if failure == nil, let next = pending.popLast() {
-                busy += 1
-                pair = next
-                owned = true
-                continue
+            pair = shared.wait(until: { $0.failure != nil || !$0.pending.isEmpty || $0.busy == 0 }) { s in
+                guard s.failure == nil, let next = s.pending.popLast() else { return nil }
+                s.busy += 1
+                return next
             }
-            if busy == 0 || failure != nil { break }
-            idle += 1
-            pthread_cond_wait(&cond, &mutex)
-            idle -= 1
+            guard pair != nil else { break }
+            owned = true
         }
-        found.append(state)
-        pthread_cond_broadcast(&cond)
-        pthread_mutex_unlock(&mutex)
+        shared.withLock { $0.found.append(state) }
     }
 }
 
 /// Content compares (continuity's rule) for files whose stat cannot tell: queued by the walk,
 /// worked off by a second thread while the walk goes on, and by the walking thread at the end.
 /// Results are kept by job index, so the outcome does not depend on timing.
-final class ContentComparer: @unchecked Sendable {
-    struct Job {
+final class ContentComparer: Sendable {
+    struct Job: Sendable {
         var path: [UInt8]
         var info: FileInfo
         var old: [UInt8]
         var new: [UInt8]
     }
 
-    private var jobs: [Job] = []
-    private var outcomes: [Result<Bool, Error>?] = []
-    private var next = 0
-    private var closed = false
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
-
-    init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
+    private struct Queue {
+        var jobs: [Job] = []
+        var outcomes: [Result<Bool, Error>?] = []
+        var next = 0
+        var closed = false
     }
+    private let queue = Condition(Queue())
 
-    deinit {
-        pthread_cond_destroy(&cond)
-        pthread_mutex_destroy(&mutex)
-    }
+    init() {}
 
     func add(_ job: Job) {
-        pthread_mutex_lock(&mutex)
-        jobs.append(job)
-        outcomes.append(nil)
-        pthread_cond_signal(&cond)
-        pthread_mutex_unlock(&mutex)
+        queue.withLock {
+            $0.jobs.append(job)
+            $0.outcomes.append(nil)
+        }
+        queue.signal()
     }
 
     /// No more jobs will come.
     func close() {
-        pthread_mutex_lock(&mutex)
-        closed = true
-        pthread_cond_broadcast(&cond)
-        pthread_mutex_unlock(&mutex)
+        queue.withLock { $0.closed = true }
+        queue.broadcast()
     }
 
     /// Take and run jobs until the queue is closed and empty.
@@ -377,32 +357,26 @@ final class ContentComparer: @unchecked Sendable {
         let b = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
         defer { a.deallocate(); b.deallocate() }
         while true {
-            pthread_mutex_lock(&mutex)
-            while next >= jobs.count && !closed { pthread_cond_wait(&cond, &mutex) }
-            if next >= jobs.count {
-                pthread_mutex_unlock(&mutex)
-                return
+            let taken = queue.wait(until: { $0.next < $0.jobs.count || $0.closed }) { q -> (Int, Job)? in
+                guard q.next < q.jobs.count else { return nil }
+                defer { q.next += 1 }
+                return (q.next, q.jobs[q.next])
             }
-            let i = next
-            next += 1
-            let job = jobs[i]
-            pthread_mutex_unlock(&mutex)
+            guard let (i, job) = taken else { return }
             let outcome = Result { try Self.sameContent(job.old, job.new, job.info.size, a, b, size) }
-            pthread_mutex_lock(&mutex)
-            outcomes[i] = outcome
-            // Only the layer path and its stat are needed from here on (memory: one job per
-            // compared file is kept until the end).
-            jobs[i].old = []
-            jobs[i].new = []
-            pthread_mutex_unlock(&mutex)
+            queue.withLock {
+                $0.outcomes[i] = outcome
+                // Only the layer path and its stat are needed from here on (memory: one job per
+                // compared file is kept until the end).
+                $0.jobs[i].old = []
+                $0.jobs[i].new = []
+            }
         }
     }
 
     /// (job, same content) for every job, in the order they were queued; the first I/O error is thrown.
     func results() throws -> [(Job, Bool)] {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try zip(jobs, outcomes).map { ($0, try $1!.get()) }
+        try queue.withLock { q in try zip(q.jobs, q.outcomes).map { ($0, try $1!.get()) } }
     }
 
     /// Both files have `size` bytes by their stat; read exactly that much (no read for EOF).

@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// An open directory inside a walk.
-public struct WalkDir {
+public struct WalkDir: Sendable {
     /// Descriptor of the directory (valid during the visit).
     public let fd: Int32
     /// Path relative to the walk's root (empty for the root).

@@ -392,27 +392,26 @@ public final class TarStream {
 
 /// A thread that runs a stream's `produce()` ahead of its parser: chunks are copied into a
 /// ring of four buffers (so at most four chunks, about 4 MiB, are ahead), handed over in order.
-final class ReadAhead: @unchecked Sendable {
+final class ReadAhead: Sendable {
     private struct Slot {
         var buffer: UnsafeMutableRawPointer? = nil
         var capacity = 0
         var count = 0
         var bytesRead: Int64 = 0
     }
-    private var slots = [Slot](repeating: Slot(), count: 4)
-    private var filled = 0            // slots produced (in order)
-    private var taken = 0             // slots the consumer took; the last one is in use until the next take
-    private var finished = false
-    private var stopped = false
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
+    private struct Ring {
+        var slots = [Slot](repeating: Slot(), count: 4)
+        var filled = 0            // slots produced (in order)
+        var taken = 0             // slots the consumer took; the last one is in use until the next take
+        var finished = false
+        var stopped = false
+    }
+    private let ring = Condition(Ring())
 
     init(_ stream: TarStream) {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
         // Detached: the thread holds the stream (and its own copy of the input descriptor) until
         // it has finished, so letting a stream go mid-way never waits on a blocked read.
-        let context = Unmanaged.passRetained(Box { [unowned self] in self.run(stream) }).toOpaque()
+        let context = Unmanaged.passRetained(Box { [self] in self.run(stream) }).toOpaque()
         var thread = pthread_t()
         pthread_create(&thread, nil, { context in
             let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
@@ -423,9 +422,7 @@ final class ReadAhead: @unchecked Sendable {
     }
 
     deinit {
-        for s in slots { s.buffer?.deallocate() }
-        pthread_cond_destroy(&cond)
-        pthread_mutex_destroy(&mutex)
+        ring.withLock { for s in $0.slots { s.buffer?.deallocate() } }
     }
 
     private final class Box {
@@ -435,22 +432,21 @@ final class ReadAhead: @unchecked Sendable {
 
     private func run(_ stream: TarStream) {
         while true {
-            pthread_mutex_lock(&mutex)
-            let stop = stopped
-            pthread_mutex_unlock(&mutex)
+            let stop = ring.withLock { $0.stopped }
             let chunk = stop ? UnsafeRawBufferPointer(start: nil, count: 0) : stream.produce()
-            pthread_mutex_lock(&mutex)
             // A slot is free when the consumer has moved past it (the one it holds is not free).
-            while !stopped && filled - taken >= slots.count - 1 { pthread_cond_wait(&cond, &mutex) }
-            if stopped || chunk.count == 0 {
-                finished = true
-                pthread_cond_broadcast(&cond)
-                pthread_mutex_unlock(&mutex)
+            let free = ring.wait(until: { $0.stopped || $0.filled - $0.taken < $0.slots.count - 1 }) { r -> Slot? in
+                if r.stopped || chunk.count == 0 {
+                    r.finished = true
+                    return nil
+                }
+                return r.slots[r.filled % r.slots.count]
+            }
+            guard var slot = free else {
+                ring.broadcast()
                 return
             }
-            pthread_mutex_unlock(&mutex)
             // The slot is the producer's alone until `filled` moves past it.
-            var slot = slots[filled % slots.count]
             if slot.capacity < chunk.count {
                 slot.buffer?.deallocate()
                 slot.buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk.count, alignment: 64)
@@ -459,32 +455,30 @@ final class ReadAhead: @unchecked Sendable {
             slot.buffer!.copyMemory(from: chunk.baseAddress!, byteCount: chunk.count)
             slot.count = chunk.count
             slot.bytesRead = stream.producedBytes
-            pthread_mutex_lock(&mutex)
-            slots[filled % slots.count] = slot
-            filled += 1
-            pthread_cond_broadcast(&cond)
-            pthread_mutex_unlock(&mutex)
+            ring.withLock {
+                $0.slots[$0.filled % $0.slots.count] = slot
+                $0.filled += 1
+            }
+            ring.broadcast()
         }
     }
 
     /// The next chunk and the bytes read up to it; nil at the end (the thread has finished).
     func take() -> (UnsafeRawBufferPointer, Int64)? {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        while taken == filled && !finished { pthread_cond_wait(&cond, &mutex) }
-        if taken == filled { return nil }
-        let slot = slots[taken % slots.count]
-        taken += 1
-        pthread_cond_broadcast(&cond)
+        let slot = ring.wait(until: { $0.taken != $0.filled || $0.finished }) { r -> Slot? in
+            if r.taken == r.filled { return nil }
+            defer { r.taken += 1 }
+            return r.slots[r.taken % r.slots.count]
+        }
+        guard let slot else { return nil }
+        ring.broadcast()
         return (UnsafeRawBufferPointer(start: slot.buffer, count: slot.count), slot.bytesRead)
     }
 
     /// Stop the thread: it reads no further chunk once this returns.
     func stop() {
-        pthread_mutex_lock(&mutex)
-        stopped = true
-        pthread_cond_broadcast(&cond)
-        pthread_mutex_unlock(&mutex)
+        ring.withLock { $0.stopped = true }
+        ring.broadcast()
     }
 }
 
