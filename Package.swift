@@ -4,7 +4,7 @@ import PackageDescription
 
 let package = Package(
     name: "DiffKit",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "DiffKit", targets: ["DiffKit"]),
         .library(name: "Drivers", targets: ["Drivers"]),

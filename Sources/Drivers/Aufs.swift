@@ -10,6 +10,7 @@
 // a layer with parents does. With the module, get mounts the union.
 import ArchiveBridge
 import DiffKit
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -24,11 +25,11 @@ public final class AufsDriver: Driver {
     /// The module takes `dirperm1` (probed with a test mount).
     public let dirperm1: Bool
     let backingFS: String
-    private var mountOptions: [String] = []
-    private lazy var mounts = MountTable(
-        mountPoint: { [unowned self] in mountPoint($0) },
-        mount: { [unowned self] id in try mount(id, try parents(id)) },
-        unmount: { [unowned self] in try unmount($0) })
+    private let mountOptions: [String]
+    private let mounts = MountTable()
+    private var mounter: MountTable.Mounter {
+        MountTable.Mounter(mountPoint: mountPoint, mount: { id in try self.mount(id, try self.parents(id)) }, unmount: unmount)
+    }
 
     /// Driver options: `aufs.mountopt=OPTS` (extra mount options, containers/storage); anything
     /// else is refused. A home on aufs, btrfs or ecryptfs is refused (aufs cannot stack on them).
@@ -115,7 +116,7 @@ public final class AufsDriver: Driver {
     public func remove(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
-        try mounts.forget(id)
+        try mounts.forget(id, mounter)
         _ = Sys.withCString(layersFile(id)) { unlink($0) }
         for path in [diffDir(id), mountPoint(id)] {
             let removing = path + Bytes.of("-removing")
@@ -142,18 +143,18 @@ public final class AufsDriver: Driver {
             throw DriverError.notSupported(driver: name, reason:
                 "this kernel has no aufs module, and layer \(id) has parents, so its view needs an aufs mount (export, changes, sizes, import and migrate work without one)")
         }
-        return try mounts.acquire(id)
+        return try mounts.acquire(id, mounter)
     }
 
     public func isMounted(id: String) -> Bool {
-        (try? parents(id).isEmpty) ?? false || mounts.isMounted(id)
+        (try? parents(id).isEmpty) ?? false || Sys.isMountPoint(mountPoint(id))
     }
 
     public func put(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         if try parents(id).isEmpty { return }
-        try mounts.release(id)
+        try mounts.release(id, mounter)
     }
 
     private func mount(_ id: String, _ chain: [String]) throws {
@@ -202,7 +203,7 @@ public final class AufsDriver: Driver {
         return m
     }
 
-    public func cleanup() throws { try mounts.releaseAll() }
+    public func cleanup() throws { try mounts.releaseAll(mounter) }
 
     // MARK: diffs
 

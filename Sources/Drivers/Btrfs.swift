@@ -7,6 +7,7 @@
 // with its parent's inode number and ctime is unchanged and is not read.
 import ArchiveBridge
 import DiffKit
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,8 +19,8 @@ public final class BtrfsDriver: Driver {
     public let idMap: IDMap
     /// `btrfs.min_space`: the smallest size a layer may be limited to; setting it turns quotas on.
     let minSpace: UInt64?
-    private let lock = NSLockish()
-    private var quotaOn: Bool?
+    /// Whether quotas are on, once known.
+    private let quotaOn = Mutex<Bool?>(nil)
 
     public var layersAreSnapshots: Bool { true }
 
@@ -68,10 +69,10 @@ public final class BtrfsDriver: Driver {
 
     /// Whether quotas are on (read once from the filesystem's qgroup status, as the seeds do).
     func quotaEnabled() throws -> Bool {
-        try lock.withLock {
-            if let q = quotaOn { return q }
+        try quotaOn.withLock { known in
+            if let q = known { return q }
             let q = try withHome { try Btrfs.quotaEnabled($0, shown: home) }
-            quotaOn = q
+            known = q
             return q
         }
     }
@@ -79,7 +80,7 @@ public final class BtrfsDriver: Driver {
     private func enableQuota() throws {
         if try quotaEnabled() { return }
         try withHome { try Btrfs.setQuota($0, enabled: true, shown: home) }
-        lock.withLock { quotaOn = true }
+        quotaOn.withLock { $0 = true }
     }
 
     /// Check a requested size against min_space, turn quotas on and limit the subvolume.

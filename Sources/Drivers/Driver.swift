@@ -3,8 +3,9 @@
 // which a driver with native diffs (overlay2) uses whenever its own does not apply.
 import ArchiveBridge
 import DiffKit
+import Synchronization
 
-public protocol Driver: AnyObject {
+public protocol Driver: AnyObject, Sendable {
     /// `vfs`, `overlay2`, `btrfs`, `aufs`.
     var name: String { get }
     var home: [UInt8] { get }
@@ -114,96 +115,80 @@ func validate(id: String) throws {
     else { throw DriverError.invalidID(id) }
 }
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// A pthread mutex (no Foundation in the library).
-final class NSLockish: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    deinit { pthread_mutex_destroy(&m) }
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_mutex_lock(&m)
-        defer { pthread_mutex_unlock(&m) }
-        return try body()
-    }
-}
-
 /// The mounts of a driver's layers (DRV-RC-1): a reference count per layer that follows the
 /// kernel as containers/storage's does — a layer found mounted (by an earlier process, say) counts
 /// as one reference, one found unmounted (externally) as none — under one lock, so two threads
 /// never both mount or unmount a layer; and the set this process mounted, for cleanup. The
-/// driver says how to mount and unmount one layer.
-final class MountTable: @unchecked Sendable {
-    private var counts: [String: Int] = [:]
-    private let lock = NSLockish()
-    private var mine = Set<String>()
-    private let mountPoint: (String) -> [UInt8]
-    private let mount: (String) throws -> Void
-    private let unmount: (String) throws -> Void
-
-    init(mountPoint: @escaping (String) -> [UInt8], mount: @escaping (String) throws -> Void, unmount: @escaping (String) throws -> Void) {
-        self.mountPoint = mountPoint
-        self.mount = mount
-        self.unmount = unmount
+/// driver says how to mount and unmount one layer (`Mounter`), at each call.
+final class MountTable: Sendable {
+    /// How a driver mounts one layer.
+    struct Mounter {
+        var mountPoint: (String) -> [UInt8]
+        var mount: (String) throws -> Void
+        var unmount: (String) throws -> Void
     }
 
-    /// The count, corrected by what the kernel has mounted.
-    private func count(_ id: String) -> Int {
-        let n = counts[id, default: 0]
-        let mounted = Sys.isMountPoint(mountPoint(id))
-        return n == 0 && mounted ? 1 : n > 0 && !mounted ? 0 : n
-    }
+    private struct Counts {
+        var counts: [String: Int] = [:]
+        var mine = Set<String>()
 
-    private func setCount(_ id: String, _ n: Int) { counts[id] = n > 0 ? n : nil }
+        /// The count, corrected by what the kernel has mounted.
+        func count(_ id: String, _ m: Mounter) -> Int {
+            let n = counts[id, default: 0]
+            let mounted = Sys.isMountPoint(m.mountPoint(id))
+            return n == 0 && mounted ? 1 : n > 0 && !mounted ? 0 : n
+        }
+
+        mutating func setCount(_ id: String, _ n: Int) { counts[id] = n > 0 ? n : nil }
+
+        mutating func drop(_ id: String, _ m: Mounter) throws {
+            counts[id] = nil
+            mine.remove(id)
+            try m.unmount(id)
+        }
+    }
+    private let state = Mutex(Counts())
+
+    init() {}
 
     /// The layer's mount point, mounted at the first reference (undone if mounting fails).
-    func acquire(_ id: String) throws -> [UInt8] {
-        try lock.withLock {
-            let n = count(id) + 1
+    func acquire(_ id: String, _ m: Mounter) throws -> [UInt8] {
+        try state.withLock { s in
+            let n = s.count(id, m) + 1
             if n > 1 {
-                setCount(id, n)
-                return mountPoint(id)
+                s.setCount(id, n)
+                return m.mountPoint(id)
             }
             do {
-                try mount(id)
+                try m.mount(id)
             } catch {
-                try? unmount(id)
+                try? m.unmount(id)
                 throw error
             }
-            setCount(id, 1)
-            mine.insert(id)
-            return mountPoint(id)
+            s.setCount(id, 1)
+            s.mine.insert(id)
+            return m.mountPoint(id)
         }
     }
 
     /// Drop one reference; the last unmounts.
-    func release(_ id: String) throws {
-        try lock.withLock {
-            let n = max(0, count(id) - 1)
-            setCount(id, n)
+    func release(_ id: String, _ m: Mounter) throws {
+        try state.withLock { s in
+            let n = max(0, s.count(id, m) - 1)
+            s.setCount(id, n)
             if n > 0 { return }
-            mine.remove(id)
-            try unmount(id)
+            s.mine.remove(id)
+            try m.unmount(id)
         }
     }
-
-    func isMounted(_ id: String) -> Bool { Sys.isMountPoint(mountPoint(id)) }
 
     /// Unmount whatever references remain (before the layer is removed).
-    func forget(_ id: String) throws { try lock.withLock { try drop(id) } }
+    func forget(_ id: String, _ m: Mounter) throws { try state.withLock { try $0.drop(id, m) } }
 
     /// Unmount everything this process mounted.
-    func releaseAll() throws {
-        try lock.withLock {
-            for id in mine.sorted() { try drop(id) }
+    func releaseAll(_ m: Mounter) throws {
+        try state.withLock { s in
+            for id in s.mine.sorted() { try s.drop(id, m) }
         }
-    }
-
-    private func drop(_ id: String) throws {
-        counts[id] = nil
-        mine.remove(id)
-        try unmount(id)
     }
 }

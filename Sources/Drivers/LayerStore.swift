@@ -3,6 +3,7 @@
 // no layer behind) and two processes can share one home.
 import ArchiveBridge
 import DiffKit
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -30,7 +31,15 @@ public enum ExportSource: Sendable, Equatable {
     case regenerated(reason: String?)
 }
 
-public final class LayerStore {
+/// What an import made: the layer, the bytes its files take (the applied size) and the diffID
+/// (SHA-256 of the uncompressed tar).
+public struct LayerImport: Sendable, Equatable {
+    public var id: String
+    public var size: Int64
+    public var diffID: String
+}
+
+public final class LayerStore: Sendable {
     /// The drivers a store can be opened with.
     public static let drivers = ["vfs", "overlay2", "btrfs", "aufs"]
     public let driver: Driver
@@ -227,7 +236,7 @@ public final class LayerStore {
     /// (its lock, held for the whole import, dies with it). The parent stays locked shared
     /// meanwhile, so no other process can remove it.
     public func importLayer(id: String, parent: String?, from fd: Int32, name: String,
-                            options: ApplyOptions = ApplyOptions(), createOptions: [String: String] = [:]) throws -> Int64 {
+                            options: ApplyOptions = ApplyOptions(), createOptions: [String: String] = [:]) throws -> LayerImport {
         var locks: [Int32] = []
         defer { locks.forEach(Sys.close) }
         try withLock {
@@ -272,8 +281,7 @@ public final class LayerStore {
                 try write(record)
                 _ = Sys.withCString(incompletePath(id)) { unlink($0) }
             }
-            lastImportDiffID = record.diffID
-            return size
+            return LayerImport(id: id, size: size, diffID: record.diffID!)
         } catch {
             try? withLock {
                 if driver.exists(id: id) { try? driver.remove(id: id) }
@@ -282,9 +290,6 @@ public final class LayerStore {
             throw error
         }
     }
-
-    /// The diffID of the last import by this store object.
-    public private(set) var lastImportDiffID: String?
 
     /// The TreeStamp of the layer's own files: its branch (union drivers) or its directory.
     func stamp(_ id: String) throws -> String {
@@ -472,7 +477,9 @@ public final class LayerStore {
 
 /// Write to `path.tmp`, fsync, rename over `path`.
 func writeFileAtomically(_ path: [UInt8], _ data: [UInt8], mode: mode_t = 0o600) throws {
-    let tmp = path + Bytes.of(".tmp")
+    // A name of this writer's own: another process or thread may write the same file at once
+    // (two children of one overlay2 layer both mark it committed); the last rename wins whole.
+    let tmp = path + Bytes.of(".\(getpid())-\(temporaryNames.add(1, ordering: .relaxed).oldValue).tmp")
     let fd = try Sys.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
     _ = fchmod(fd, mode)
     do {
@@ -484,6 +491,11 @@ func writeFileAtomically(_ path: [UInt8], _ data: [UInt8], mode: mode_t = 0o600)
     }
     Sys.close(fd)
     if Sys.withCString(tmp, { t in Sys.withCString(path) { rename(t, $0) } }) != 0 {
-        throw SystemError("rename", path, errno: errno)
+        let e = errno
+        _ = Sys.withCString(tmp) { unlink($0) }
+        throw SystemError("rename", path, errno: e)
     }
 }
+
+/// Numbers the temporary files of this process's `writeFileAtomically` calls.
+private let temporaryNames = Atomic<Int>(0)

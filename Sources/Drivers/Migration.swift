@@ -6,6 +6,7 @@
 // the target's store removes a half-imported one when opened, so a stopped run resumes.
 import ArchiveBridge
 import DiffKit
+import Synchronization
 import Dispatch
 import Logging
 
@@ -65,14 +66,13 @@ public enum Migration {
         let (readEnd, writeEnd) = (fds[0], fds[1])
         Sys.growPipe(writeEnd)
         let name = "\(source.name) layer \(layer.id)"
-        nonisolated(unsafe) var exportError: Error? = nil
-        nonisolated(unsafe) let exporter = source
+        let exportError = Mutex<Error?>(nil)
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) {
             do {
-                try exporter.diff(id: layer.id, parent: layer.parent, to: writeEnd, name: name, options: ExportOptions(whiteoutTime: 0))
+                try source.diff(id: layer.id, parent: layer.parent, to: writeEnd, name: name, options: ExportOptions(whiteoutTime: 0))
             } catch {
-                exportError = error
+                exportError.withLock { $0 = error }
             }
             Sys.close(writeEnd)
         }
@@ -85,7 +85,7 @@ public enum Migration {
         Sys.close(readEnd)
         group.wait()
         // A failed export shows up on the import side as a broken stream: report the cause.
-        if let exportError { throw exportError }
+        if let e = exportError.withLock({ $0 }) { throw e }
         if let importError { throw importError }
     }
 }

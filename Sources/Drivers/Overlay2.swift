@@ -13,6 +13,7 @@
 // mounted views, shared with every driver.
 import ArchiveBridge
 import DiffKit
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -40,10 +41,10 @@ public final class Overlay2Driver: Driver {
     private let quota: QuotaControl?
     /// `overlay2.size`: the limit of every read-write layer without its own `size`.
     private let defaultSize: UInt64?
-    private lazy var mounts = MountTable(
-        mountPoint: { [unowned self] in mergedDir($0) },
-        mount: { [unowned self] id in try mount(id, try lowers(id)) },
-        unmount: { [unowned self] in try unmount($0) })
+    private let mounts = MountTable()
+    private var mounter: MountTable.Mounter {
+        MountTable.Mounter(mountPoint: mergedDir, mount: { id in try self.mount(id, try self.lowers(id)) }, unmount: unmount)
+    }
 
     /// Driver options: `overlay2.override_kernel_check=BOOL` (accepted, no effect: the kernel's
     /// features are probed), `overlay2.size=SIZE` (needs xfs project quotas). `overlay.` works as
@@ -205,7 +206,10 @@ public final class Overlay2Driver: Driver {
             try writeFileAtomically(path + Bytes.of("/link"), Bytes.of(linkID!), mode: 0o644)
             if let parent {
                 try makeDirectory(workDir(id), mode: 0o700, uid: root.uid, gid: root.gid)
-                try writeFileAtomically(dir(parent) + Bytes.of("/committed"), [])
+                // Children of one parent may be made at once, by several processes: the marker
+                // is written once, and a writer that finds it there leaves it.
+                let committed = dir(parent) + Bytes.of("/committed")
+                if (try Sys.lstatIfExists(AT_FDCWD, committed)) == nil { try writeFileAtomically(committed, []) }
                 try writeFileAtomically(path + Bytes.of("/lower"), Bytes.of(lower.joined(separator: ":")), mode: 0o666)
             }
         } catch {
@@ -229,7 +233,7 @@ public final class Overlay2Driver: Driver {
         if id.isEmpty { throw DriverError.emptyID }
         try validate(id: id)
         guard exists(id: id) else { return }
-        try mounts.forget(id)
+        try mounts.forget(id, mounter)
         if let l = try? link(id) { _ = Sys.withCString(home + Bytes.of("/l/" + l)) { unlink($0) } }
         try removeTree(AT_FDCWD, dir(id))
     }
@@ -245,18 +249,18 @@ public final class Overlay2Driver: Driver {
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         let lower = try lowers(id)
         if lower.isEmpty { return diffDir(id) }
-        return try mounts.acquire(id)
+        return try mounts.acquire(id, mounter)
     }
 
     public func put(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         if try lowers(id).isEmpty { return }
-        try mounts.release(id)
+        try mounts.release(id, mounter)
     }
 
     public func isMounted(id: String) -> Bool {
-        (try? lowers(id).isEmpty) ?? false || mounts.isMounted(id)
+        (try? lowers(id).isEmpty) ?? false || Sys.isMountPoint(mergedDir(id))
     }
 
     private func unmount(_ id: String) throws {
@@ -344,7 +348,7 @@ public final class Overlay2Driver: Driver {
     }
 
     /// Unmount every layer this driver mounted.
-    public func cleanup() throws { try mounts.releaseAll() }
+    public func cleanup() throws { try mounts.releaseAll(mounter) }
 
     // MARK: diffs
 

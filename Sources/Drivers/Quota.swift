@@ -3,19 +3,20 @@
 // a block limit. Used by overlay2 (and vfs would use it the same way).
 import ArchiveBridge
 import DiffKit
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-final class QuotaControl {
+final class QuotaControl: Sendable {
     private let home: [UInt8]
     private let homefd: Int32
     /// The block device node, made only where quotactl_fd(2) is missing (moby's backingFsBlockDev).
     private let device: [UInt8]?
     private let baseID: UInt32
-    private var nextID: UInt32
-    private let lock = NSLockish()
+    /// The project ID the next limited directory gets.
+    private let nextID: Mutex<UInt32>
 
     /// nil when the filesystem of `home` does not enforce project quotas (not xfs with pquota,
     /// or in a user namespace).
@@ -43,14 +44,15 @@ final class QuotaControl {
         self.homefd = fd
         self.device = device
         self.baseID = base
-        self.nextID = base + 1
         // IDs already given to layer directories are not given again.
+        var nextID = base + 1
         for e in (try? Sys.readDirectory(fd, shown: home)) ?? [] where e.type == 4 /* DT_DIR */ {
             let (sub, _) = Sys.tryOpenat(fd, e.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
             guard sub >= 0 else { continue }
             if let id = try? ProjectQuota.project(of: sub, shown: e.name), id != base, id >= nextID { nextID = id + 1 }
             Sys.close(sub)
         }
+        self.nextID = Mutex(nextID)
     }
 
     deinit { Sys.close(homefd) }
@@ -68,7 +70,7 @@ final class QuotaControl {
     func setQuota(_ path: [UInt8], bytes: UInt64) throws {
         let fd = try Sys.open(path, O_RDONLY | O_DIRECTORY)
         defer { Sys.close(fd) }
-        try lock.withLock {
+        try nextID.withLock { nextID in
             var id = try ProjectQuota.project(of: fd, shown: path)
             if id == baseID || id == 0 {
                 id = nextID

@@ -10,12 +10,13 @@ public final class VFSDriver: Driver {
     public let name = "vfs"
     public let home: [UInt8]
     public let idMap: IDMap
-    private var ignoreChownErrors = false
+    private let ignoreChownErrors: Bool
 
     /// Driver options: `vfs.ignore_chown_errors=BOOL` (containers/storage); anything else is refused.
     public init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
         self.home = home
         self.idMap = idMap
+        var ignoreChownErrors = false
         for (k, v) in options {
             switch k {
             case "vfs.ignore_chown_errors", ".ignore_chown_errors":
@@ -29,6 +30,7 @@ public final class VFSDriver: Driver {
                 throw DriverError.invalidOption(driver: "vfs", key: k, reason: "unknown option")
             }
         }
+        self.ignoreChownErrors = ignoreChownErrors
         let root = idMap.rootPair
         try makeDirectory(home, mode: 0o710, uid: geteuid(), gid: root.gid)
         try makeDirectory(dirs, mode: 0o710, uid: geteuid(), gid: root.gid)

@@ -60,13 +60,13 @@ struct ImportImageCommand: ParsableCommand {
                 var options = ApplyOptions(idMap: map)
                 options.logger = .init(label: "difftool")
                 options.onProgress = progress.reporter(verb: "importing layer \(i + 1)/\(image.layers.count)")
-                _ = try withInput(blob) { fd, name in
+                let made = try withInput(blob) { fd, name in
                     try s.importLayer(id: id, parent: parent, from: fd, name: name, options: options, createOptions: layerOptions)
                 }
                 progress.done()
-                guard s.lastImportDiffID == diffID else {
+                guard made.diffID == diffID else {
                     try? s.remove(id: id)
-                    throw CLIError(message: "\(path): layer \(i + 1): its tar has diffID \(s.lastImportDiffID ?? "?"), the image config says \(diffID)")
+                    throw CLIError(message: "\(path): layer \(i + 1): its tar has diffID \(made.diffID), the image config says \(diffID)")
                 }
             }
             done.append((id, diffID))

@@ -3,6 +3,7 @@ import ArgumentParser
 import ArchiveBridge
 import DiffKit
 import Drivers
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -85,7 +86,8 @@ struct ProfileOption: ParsableArguments {
 /// `-o FILE` is written to a temporary name beside it and renamed at the end, so a failed
 /// export leaves nothing behind; a device or fifo is written in place; without `-o`, stdout.
 enum FileOutput {
-    nonisolated(unsafe) static var pending: [UInt8]? = nil
+    /// The temporary file being written, removed when the command fails.
+    static let pending = Mutex<[UInt8]?>(nil)
 
     static func with(_ path: String?, _ body: (Int32, String) throws -> Void) throws {
         guard let path else {
@@ -101,7 +103,7 @@ enum FileOutput {
         }
         let tmp = Bytes.of(path + ".difftool-\(getpid()).tmp")
         let fd = try Sys.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
-        pending = tmp
+        pending.withLock { $0 = tmp }
         do {
             try body(fd, path)
             if fsync(fd) != 0 && errno != EINVAL { throw SystemError("fsync", tmp, errno: errno) }
@@ -116,12 +118,14 @@ enum FileOutput {
             cleanupPending()
             throw SystemError("rename", Bytes.of(path), errno: e)
         }
-        pending = nil
+        pending.withLock { $0 = nil }
     }
 
     static func cleanupPending() {
-        if let p = pending { _ = Sys.withCString(p) { unlink($0) } }
-        pending = nil
+        pending.withLock { p in
+            if let p { _ = Sys.withCString(p) { unlink($0) } }
+            p = nil
+        }
     }
 }
 
@@ -254,8 +258,12 @@ struct ProgressOption: ParsableArguments {
         let last = Progress.Clock(start)
         return { bytes, entries in
             let now = Progress.now()
-            guard now - last.time >= 0.2 else { return }
-            last.time = now
+            let due = last.withLock { t in
+                guard now - t >= 0.2 else { return false }
+                t = now
+                return true
+            }
+            guard due else { return }
             let t = now - start
             let mib = Double(bytes) / 1_048_576
             let line = "\r\(verb): \(Progress.fixed(mib)) MiB" + (entries > 0 ? ", \(entries) entries" : "") +
@@ -270,11 +278,8 @@ struct ProgressOption: ParsableArguments {
 }
 
 enum Progress {
-    /// The last redraw (touched by one thread at a time: the one doing the work).
-    final class Clock: @unchecked Sendable {
-        var time: Double
-        init(_ t: Double) { time = t }
-    }
+    /// The time of the last redraw.
+    typealias Clock = Mutex<Double>
 
     static func now() -> Double {
         var t = timespec()

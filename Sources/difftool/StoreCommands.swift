@@ -54,12 +54,11 @@ struct ImportCommand: ParsableCommand {
         try limits.apply(to: &options)
         options.logger = .init(label: "difftool")
         options.onProgress = progress.reporter(verb: "importing")
-        let size = try withInput(input) { fd, name in
+        let made = try withInput(input) { fd, name in
             try s.importLayer(id: id, parent: parent, from: fd, name: name, options: options, createOptions: layerOptions)
         }
         progress.done()
-        let diffID = s.lastImportDiffID.map { ",\"diffID\":\(jsonString($0))" } ?? ""
-        try writeStdout(json ? "{\"id\":\(jsonString(id)),\"size\":\(size)\(diffID)}\n" : "\(size)\n")
+        try writeStdout(json ? "{\"id\":\(jsonString(id)),\"size\":\(made.size),\"diffID\":\(jsonString(made.diffID))}\n" : "\(made.size)\n")
     }
 }
 

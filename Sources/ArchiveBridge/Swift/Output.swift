@@ -177,6 +177,7 @@ public enum LayerOutput {
         let consumer = Consumer(input: pipefd[0], output: fd, name: name, compression: compression)
         consumer.progress = progress
         let done = DispatchSemaphore(value: 0)
+        // The consumer is handed to one other thread and read here only after `done.wait()`.
         nonisolated(unsafe) let c = consumer
         DispatchQueue.global().async {
             c.run()

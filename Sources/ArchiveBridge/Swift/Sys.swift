@@ -2,6 +2,7 @@
 // directory descriptors. Callers get `SystemError`s that name the path.
 import CDiffKitShim
 import SystemPackage
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -53,13 +54,13 @@ public enum Sys {
     /// openat2 with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS: `path` is resolved as if `rootfd`
     /// were `/`, so neither `..` nor a symlink (absolute or relative) can leave the root.
     public static func openInRoot(_ rootfd: Int32, _ path: [UInt8], _ flags: Int32) -> (fd: Int32, errno: Int32) {
-        if !useOpenat2 { return walkInRoot(rootfd, path, flags) }
+        if !useOpenat2.load(ordering: .relaxed) { return walkInRoot(rootfd, path, flags) }
         let resolve = dk_resolve_in_root() | dk_resolve_no_magiclinks()
         let fd = withCString(path.isEmpty ? [UInt8(ascii: ".")] : path) { p in
             retry { dk_openat2(rootfd, p, UInt64(flags | O_CLOEXEC), 0, resolve) }
         }
         if fd < 0 && errno == ENOSYS {
-            useOpenat2 = false
+            useOpenat2.store(false, ordering: .relaxed)
             return walkInRoot(rootfd, path, flags)
         }
         return (fd, fd < 0 ? errno : 0)
@@ -67,7 +68,7 @@ public enum Sys {
 
     /// openat2 is used unless the kernel lacks it (before 5.6) or DIFFKIT_NO_OPENAT2=1 asks
     /// for the fallback (the tests run the hostile corpus both ways).
-    nonisolated(unsafe) static var useOpenat2: Bool = getenv("DIFFKIT_NO_OPENAT2").map { String(cString: $0) != "1" } ?? true
+    static let useOpenat2 = Atomic<Bool>(getenv("DIFFKIT_NO_OPENAT2").map { String(cString: $0) != "1" } ?? true)
 
     /// RESOLVE_IN_ROOT in user space, one component at a time (containerd's RootPath, with
     /// descriptors): `..` stops at the root, a symlink's target is resolved from the root when
@@ -254,7 +255,8 @@ public enum Sys {
 
     // MARK: xattrs
 
-    nonisolated(unsafe) static var haveListxattrat = true
+    /// The kernel has listxattrat (6.13); cleared at the first ENOSYS.
+    static let haveListxattrat = Atomic<Bool>(true)
 
     /// Names of the extended attributes of `path` (not following a final symlink), or of `fd` when
     /// given, or of `name` in directory `dirfd` when given (listxattrat, a short lookup; the path is
@@ -267,10 +269,10 @@ public enum Sys {
                 var n: Int
                 if fd >= 0 {
                     n = dk_flistxattr(fd, buf.baseAddress, size)
-                } else if dirfd >= 0 && haveListxattrat {
+                } else if dirfd >= 0 && haveListxattrat.load(ordering: .relaxed) {
                     n = withCString(name) { p in dk_listxattrat(dirfd, p, buf.baseAddress, size) }
                     if n < 0 && errno == ENOSYS {
-                        haveListxattrat = false
+                        haveListxattrat.store(false, ordering: .relaxed)
                         return nil
                     }
                 } else {
