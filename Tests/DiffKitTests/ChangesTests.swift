@@ -120,7 +120,7 @@ let changeCases: [ChangeCase] = [
         }
     }
 
-    @Test func emptyBaseAddsEverything() throws {
+    @Test(.requires(.root)) func emptyBaseAddsEverything() throws {
         let layer = try Fixture.make([.file("a/b", "x"), .symlink("l", to: "a")])
         defer { Fixture.cleanup(layer) }
         #expect(try TreeDiff.changes(base: nil, layer: Bytes.of(layer)).map(\.line) == ["A /a", "A /a/b", "A /l"])
