@@ -68,9 +68,8 @@ let changeCases: [ChangeCase] = [
 ]
 
 @Suite(.serialized) struct ChangesTests {
-    @Test(arguments: changeCases)
+    @Test(.requires(.root), arguments: changeCases)
     func changes(_ c: ChangeCase) throws {
-        guard try Capability.root() else { return }
         let base = try Fixture.make(c.base)
         defer { Fixture.cleanup(base) }
         let layer = try Fixture.copy(base)
@@ -83,8 +82,7 @@ let changeCases: [ChangeCase] = [
     /// Subtrees compared on the second thread report their ancestors as the one-thread walk
     /// does, whatever the timing: 30 chains of 6 nested directories, changes at the bottom of
     /// every third, compared 10 times.
-    @Test func ancestorsOfChangesFoundOnAnotherThread() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func ancestorsOfChangesFoundOnAnotherThread() throws {
         var ops: [Op] = []
         for c in 0..<30 {
             var dir = "c\(c)"
@@ -122,15 +120,14 @@ let changeCases: [ChangeCase] = [
         }
     }
 
-    @Test func emptyBaseAddsEverything() throws {
+    @Test(.requires(.root)) func emptyBaseAddsEverything() throws {
         let layer = try Fixture.make([.file("a/b", "x"), .symlink("l", to: "a")])
         defer { Fixture.cleanup(layer) }
         #expect(try TreeDiff.changes(base: nil, layer: Bytes.of(layer)).map(\.line) == ["A /a", "A /a/b", "A /l"])
     }
 
     /// ChangesSize vectors (§3.8).
-    @Test func changesSize() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func changesSize() throws {
         let base = try Fixture.make([.file("modification", "abc"), .time("modification", 1_600_000_000, 5), .file("deleted", "gone")])
         defer { Fixture.cleanup(base) }
         let layer = try Fixture.copy(base)

@@ -10,9 +10,6 @@ import Glibc
 #endif
 
 enum Overlay {
-    /// True when the test may run (root and overlayfs); throws when it may not skip.
-    static func gate() throws -> Bool { try Capability.kernel("overlay") }
-
     static func mount(lower: String, upper: String, work: String, merged: String) throws {
         let data = "lowerdir=\(lower),upperdir=\(upper),workdir=\(work),index=off"
         if Glibc.mount("overlay", merged, "overlay", 0, data) != 0 {
@@ -24,8 +21,7 @@ enum Overlay {
 }
 
 @Suite(.serialized) struct OverlayTests {
-    @Test func nativeAndNaiveExportsGiveTheMergedView() throws {
-        guard try Overlay.gate() else { return }
+    @Test(.requires(.root, .filesystem("overlay"))) func nativeAndNaiveExportsGiveTheMergedView() throws {
         let tmp = try Fixture.tempDir("ovl")
         defer { Fixture.cleanup(tmp) }
         let lower = tmp + "/lower", upper = tmp + "/upper", work = tmp + "/work", merged = tmp + "/merged"

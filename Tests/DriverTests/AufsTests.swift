@@ -12,7 +12,6 @@ import Glibc
 
 @Suite(.serialized) struct AufsTests {
     func withAufs(_ body: (AufsDriver, String) throws -> Void) throws {
-        guard try Capability.root() else { return }
         let home = try Fixture.tempDir("aufs")
         defer { Fixture.cleanup(home) }
         let d = try AufsDriver(home: Bytes.of(home))
@@ -22,7 +21,7 @@ import Glibc
 
     func exists(_ path: String) -> Bool { (try? Sys.fstatat(AT_FDCWD, Bytes.of(path))) != nil }
 
-    @Test func layoutCreateRemoveAndStaleCleanup() throws {
+    @Test(.requires(.root)) func layoutCreateRemoveAndStaleCleanup() throws {
         try withAufs { d, home in
             #expect(d.name == "aufs")
             #expect(["mnt", "layers", "diff"].allSatisfy { exists(home + "/" + $0) })
@@ -49,8 +48,7 @@ import Glibc
         }
     }
 
-    @Test func initRefusesAnIncompatibleFilesystem() throws {
-        guard try Capability.kernel("btrfs") else { return }
+    @Test(.requires(.root, .filesystem("btrfs"))) func initRefusesAnIncompatibleFilesystem() throws {
         let fs = try LoopFilesystem(mkfs: "mkfs.btrfs -q -f", megabytes: 256)
         defer { fs.close() }
         #expect { _ = try AufsDriver(home: Bytes.of(fs.mountPoint + "/aufs")) } throws: { "\($0)".contains("is on btrfs") }
@@ -58,7 +56,7 @@ import Glibc
 
     /// Changes from the branch (§3.3 vectors, containers/storage's every-ancestor rule), sizes of
     /// the branch, and the naive fallback needing a mount when the parent is not the nearest.
-    @Test func changesAndSizes() throws {
+    @Test(.requires(.root)) func changesAndSizes() throws {
         try withAufs { d, home in
             try d.create(id: "1", parent: nil, options: [:])
             try Fixture.apply(home + "/diff/1", [.file("dir1/file1-1", "one"), .file("dir1/file1-2", "two"), .dir("dir1/subfolder"),
@@ -88,7 +86,7 @@ import Glibc
 
     /// Export keeps `.wh.` files and the opaque marker, leaves out the root meta entries; import
     /// into a fresh layer writes them back as files (aufs's own form).
-    @Test func diffAndApplyOfWhiteouts() throws {
+    @Test(.requires(.root)) func diffAndApplyOfWhiteouts() throws {
         try withAufs { d, home in
             try d.create(id: "1", parent: nil, options: [:])
             try Fixture.apply(home + "/diff/1", [.file("gone", "g"), .file("d/old", "o")])
@@ -144,8 +142,7 @@ import Glibc
     /// Migration of an aufs store with deletions, an opaque directory and hardlinks to overlay2:
     /// every layer's merged view in the target equals the source layer's tree (its chain of
     /// exports applied in order); a second run copies nothing; the source is untouched.
-    @Test func migrationToOverlay2() throws {
-        guard try Capability.kernel("overlay") else { return }
+    @Test(.requires(.root, .filesystem("overlay"))) func migrationToOverlay2() throws {
         try withAufs { d, home in
             try d.create(id: "base", parent: nil, options: [:])
             try Fixture.apply(home + "/diff/base", [.file("etc/conf", "c"), .file("d/a", "a"), .file("d/b", "b"), .file("gone", "g"),

@@ -13,7 +13,6 @@ import Glibc
 
 @Suite(.serialized) struct BtrfsTests {
     func withBtrfs(_ body: (LoopFilesystem) throws -> Void) throws {
-        guard try Capability.kernel("btrfs") else { return }
         let fs = try LoopFilesystem(mkfs: "mkfs.btrfs -q -f", megabytes: 1024)
         defer { fs.close() }
         try body(fs)
@@ -26,7 +25,7 @@ import Glibc
     }
 
     /// moby's TestBtrfsSubvolDelete: subvolumes made inside a layer go with it.
-    @Test func nestedSubvolumesAreDeleted() throws {
+    @Test(.requires(.root, .filesystem("btrfs"))) func nestedSubvolumesAreDeleted() throws {
         try withBtrfs { fs in
             let d = try BtrfsDriver(home: Bytes.of(fs.mountPoint + "/home"))
             try d.create(id: "test", parent: nil, options: [:])
@@ -41,7 +40,7 @@ import Glibc
 
     /// graphtest's SetQuota: a 50 MiB limit takes 25 MiB and refuses a further 50 MiB; the limit
     /// is stored and applied again by get; min_space refuses a smaller size, and 0 is refused.
-    @Test func quota() throws {
+    @Test(.requires(.root, .filesystem("btrfs"))) func quota() throws {
         try withBtrfs { fs in
             let home = fs.mountPoint + "/home"
             let d = try BtrfsDriver(home: Bytes.of(home))
@@ -69,8 +68,7 @@ import Glibc
         }
     }
 
-    @Test func optionsAndHome() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func optionsAndHome() throws {
         let ext = try Fixture.tempDir("notbtrfs")
         defer { Fixture.cleanup(ext) }
         #expect { _ = try BtrfsDriver(home: Bytes.of(ext + "/home")) } throws: { e in
@@ -92,7 +90,7 @@ import Glibc
 
     /// A child is a snapshot: unchanged files keep their inodes and are skipped unread, while an
     /// edit that keeps size and mtime (only ctime moves) is still found.
-    @Test func snapshotDiff() throws {
+    @Test(.requires(.root, .filesystem("btrfs"))) func snapshotDiff() throws {
         try withBtrfs { fs in
             let d = try BtrfsDriver(home: Bytes.of(fs.mountPoint + "/home"))
             try d.create(id: "base", parent: nil, options: [:])

@@ -36,8 +36,7 @@ enum CLI {
 }
 
 @Suite(.serialized) struct CLITests {
-    @Test func directoryCommands() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func directoryCommands() throws {
         let base = try Fixture.make([.file("a", "1"), .file("b/c", "2"), .time("a", 1_600_000_000)])
         defer { Fixture.cleanup(base) }
         let layer = try Fixture.copy(base)
@@ -74,8 +73,7 @@ enum CLI {
         #expect(try Pipe.headers(work + "/via-fifo.tar").map(\.displayName) == ["a", "b/", "n"])
     }
 
-    @Test func storeCommands() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func storeCommands() throws {
         let home = try Fixture.tempDir("clihome")
         defer { Fixture.cleanup(home) }
         let src = try Fixture.make([.file("etc/os-release", "ID=test"), .file("bin/tool", "x", mode: 0o755)])
@@ -110,8 +108,7 @@ enum CLI {
     }
 
     /// The store commands with `--driver overlay2`, and the overlay whiteout form of tar/apply.
-    @Test func overlay2Commands() throws {
-        guard try Capability.kernel("overlay") else { return }
+    @Test(.requires(.root, .filesystem("overlay"))) func overlay2Commands() throws {
         let home = try Fixture.tempDir("clihome")
         defer { Fixture.cleanup(home) }
         let src = try Fixture.make([.file("etc/os-release", "ID=test"), .file("etc/gone", "g"), .file("d/old", "o")])
@@ -157,8 +154,7 @@ enum CLI {
 
     /// The store commands with `--driver btrfs` on a loop image, `--storage-opt size=` on create
     /// and import, `create --template`, `usage`.
-    @Test func btrfsCommands() throws {
-        guard try Capability.kernel("btrfs") else { return }
+    @Test(.requires(.root, .filesystem("btrfs"))) func btrfsCommands() throws {
         let fs = try LoopFilesystem(mkfs: "mkfs.btrfs -q -f", megabytes: 1024)
         defer { fs.close() }
         let src = try Fixture.make([.file("etc/os-release", "ID=test"), .file("bin/tool", "xy", mode: 0o755)])
@@ -184,8 +180,7 @@ enum CLI {
     }
 
     /// `migrate --from aufs` on a bare aufs directory (as /var/lib/docker/aufs is) into overlay2.
-    @Test func migrateCommand() throws {
-        guard try Capability.kernel("overlay") else { return }
+    @Test(.requires(.root, .filesystem("overlay"))) func migrateCommand() throws {
         let aufs = try Fixture.tempDir("bareaufs")
         defer { Fixture.cleanup(aufs) }
         let d = try AufsDriver(home: Bytes.of(aufs))

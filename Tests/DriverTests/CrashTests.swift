@@ -46,9 +46,8 @@ enum Crash {
     /// The import is killed after a growing prefix of the layer has been fed to it (through a fifo,
     /// so it is blocked mid-stream), and at random moments of a full-speed import; each time the
     /// reopened store has no trace of the layer, the parent is as it was, and a re-import works.
-    @Test(arguments: ["vfs", "overlay2"])
+    @Test(.requires(.root), arguments: ["vfs", "overlay2"])
     func killDuringImport(driver: String) throws {
-        guard try Capability.root() else { return }
         let dir = try Fixture.tempDir("crash")
         defer { Fixture.cleanup(dir) }
         let (baseTar, layerTar) = try Crash.tars(dir)
@@ -123,8 +122,7 @@ enum Crash {
 
     /// Two processes import (separate chains on one shared base) and mount/umount the base in one
     /// overlay2 store at the same time: every layer lands whole, mounts balance, nothing stays mounted.
-    @Test func twoProcessesImportAndMount() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func twoProcessesImportAndMount() throws {
         let dir = try Fixture.tempDir("stress")
         defer { Fixture.cleanup(dir) }
         let (baseTar, layerTar) = try Crash.tars(dir)
@@ -166,8 +164,7 @@ enum Crash {
     }
 
     /// Mount counts across processes: mounted twice, it stays mounted after one umount.
-    @Test func mountCountsAcrossProcesses() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func mountCountsAcrossProcesses() throws {
         let dir = try Fixture.tempDir("counts")
         defer { Fixture.cleanup(dir) }
         let (baseTar, layerTar) = try Crash.tars(dir)
@@ -181,8 +178,7 @@ enum Crash {
 
     /// Threads taking and dropping one layer's mount: it is mounted whenever one holds it, and
     /// unmounted at the end.
-    @Test func threadsGetAndPutOneLayer() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func threadsGetAndPutOneLayer() throws {
         let dir = try Fixture.tempDir("threads")
         defer { Fixture.cleanup(dir) }
         let driver = try Overlay2Driver(home: Bytes.of(dir + "/o"), options: [:], idMap: .identity)

@@ -76,9 +76,8 @@ enum Hostile {
         #expect(try Hostile.corpus().count >= 40)
     }
 
-    @Test(arguments: [0, 1, 2, 3])
+    @Test(.requires(.root), arguments: [0, 1, 2, 3])
     func corpusNeverLeavesTheRoot(mode: Int) throws {
-        guard try Capability.root() else { return }
         let (modeName, flags) = Hostile.modes[mode]
         if mode == 3 { setenv("DIFFKIT_NO_OPENAT2", "1", 1) }
         defer { unsetenv("DIFFKIT_NO_OPENAT2") }
@@ -105,8 +104,7 @@ enum Hostile {
     }
 
     /// A layer whose file data exceeds --max-bytes fails, and through the store leaves nothing.
-    @Test func byteLimit() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func byteLimit() throws {
         let dir = try Fixture.tempDir("limit")
         defer { Fixture.cleanup(dir) }
         try Shell.check("head -c 3000000 /dev/zero > \(dir)/big && tar -C \(dir) -cf \(dir)/l.tar big && gzip -k \(dir)/l.tar")

@@ -13,7 +13,6 @@ import Glibc
 
 @Suite(.serialized) struct Overlay2Tests {
     func withDriver(options: [String: String] = [:], idMap: IDMap = .identity, _ body: (Overlay2Driver, String) throws -> Void) throws {
-        guard try Capability.kernel("overlay") else { return }
         let home = try Fixture.tempDir("ovl2")
         defer { Fixture.cleanup(home) }
         let d = try Overlay2Driver(home: Bytes.of(home), options: options, idMap: idMap)
@@ -29,7 +28,7 @@ import Glibc
         return Sys.filesystemType(fd) == 0x794C7630
     }
 
-    @Test func layoutIsMobys() throws {
+    @Test(.requires(.root, .filesystem("overlay"))) func layoutIsMobys() throws {
         try withDriver { d, home in
             try d.create(id: "base", parent: nil, options: [:])
             try d.create(id: "mid", parent: "base", options: [:])
@@ -68,8 +67,7 @@ import Glibc
         }
     }
 
-    @Test func unknownAndInvalidOptionsAreRejected() throws {
-        guard try Capability.kernel("overlay") else { return }
+    @Test(.requires(.root, .filesystem("overlay"))) func unknownAndInvalidOptionsAreRejected() throws {
         let home = try Fixture.tempDir("ovl2opt")
         defer { Fixture.cleanup(home) }
         #expect(throws: DriverError.self) { _ = try Overlay2Driver(home: Bytes.of(home), options: ["overlay2.bogus": "1"]) }
@@ -83,7 +81,7 @@ import Glibc
         #expect(throws: DriverError.self) { try d.createReadWrite(id: "rw", parent: "b", options: ["size": "10M"]) }
     }
 
-    @Test func mountsAreReferenceCounted() throws {
+    @Test(.requires(.root, .filesystem("overlay"))) func mountsAreReferenceCounted() throws {
         try withDriver { d, home in
             try d.create(id: "base", parent: nil, options: [:])
             try Fixture.apply(Bytes.string(try d.get(id: "base")), [.file("f", "base")])
@@ -123,7 +121,7 @@ import Glibc
     /// moby refuses a 129th lower; with `lowerdir+` the limit is overlay's own (500). The chain's
     /// mount data is past a page from 128 lowers on (absolute paths), and past a page even with
     /// relative paths at the limit: the other two mount paths are what DeepLayerRead goes through.
-    @Test func depthLimit() throws {
+    @Test(.requires(.root, .filesystem("overlay"))) func depthLimit() throws {
         try withDriver { d, home in
             #expect((home.utf8.count + "/l/".count + 26 + 1) * 128 >= Sys.pageSize)
             #expect(d.maxLowers == 128 || ("l/".count + 26 + 1) * d.maxLowers >= Sys.pageSize)
@@ -140,7 +138,7 @@ import Glibc
     /// Changes made through the merged mount (creates, deletes, type changes, a directory deleted
     /// and recreated, renames, chmod/chown, xattrs, hardlinks): the native export and the naive one,
     /// each applied onto a copy of the parent, give the same tree, and it is the merged view.
-    @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6])
+    @Test(.requires(.root, .filesystem("overlay")), arguments: [UInt64(1), 2, 3, 4, 5, 6])
     func nativeEqualsNaive(seed: UInt64) throws {
         try withDriver { d, home in
             var rng = SplitMix(seed: seed)
@@ -179,7 +177,7 @@ import Glibc
 
     /// Native apply into the diff dir: whiteouts become 0/0 devices owned by the mapped root, an
     /// opaque marker the opaque xattr, implicit parents take the lower's attributes, IDs mapped.
-    @Test func nativeApply() throws {
+    @Test(.requires(.root, .filesystem("overlay"))) func nativeApply() throws {
         let map = IDMap(uids: [IDRange(containerID: 0, hostID: 100_000, size: 65536)], gids: [IDRange(containerID: 0, hostID: 100_000, size: 65536)])
         try withDriver(idMap: map) { d, home in
             try d.create(id: "base", parent: nil, options: [:])
@@ -231,7 +229,7 @@ import Glibc
 
     /// Changes read from the upper alone (containers/storage's OverlayChanges), and the naive
     /// fallback when the parent is not the direct lower.
-    @Test func changesFromTheUpper() throws {
+    @Test(.requires(.root, .filesystem("overlay"))) func changesFromTheUpper() throws {
         try withDriver { d, _ in
             try d.create(id: "base", parent: nil, options: [:])
             try Fixture.apply(Bytes.string(try d.get(id: "base")), [.file("d/a", "a"), .file("d/b", "b"), .file("f", "f"), .file("k/deep/x", "x")])
@@ -251,13 +249,9 @@ import Glibc
         }
     }
 
-    /// graphtest's SetQuota on a real xfs image: without project quotas a size is refused with a
-    /// clear error; with `pquota` a 50 MiB layer takes 25 MiB and refuses a further 50 MiB, and
-    /// `overlay2.size` limits read-write layers by default. The second half needs a kernel built
-    /// with CONFIG_XFS_QUOTA; without it xfs refuses the `pquota` mount and the half is not run
-    /// (DIFFKIT_REQUIRE_QUOTA=1 makes that a failure).
-    @Test func projectQuotaOnXFS() throws {
-        guard try Capability.kernel("overlay"), try Capability.kernel("xfs") else { return }
+    /// graphtest's SetQuota on a real xfs image, without project quotas: a size is refused with a
+    /// clear error (the half with quotas is `projectQuotaEnforcedOnXFS`).
+    @Test(.requires(.root, .filesystem("overlay"), .filesystem("xfs"))) func projectQuotaOnXFS() throws {
         let fs = try LoopFilesystem(mkfs: "mkfs.xfs -q -f", megabytes: 320)
         defer { fs.close() }
         let home = fs.mountPoint + "/home"
@@ -271,12 +265,17 @@ import Glibc
             #expect(throws: DriverError.self) { try d.createReadWrite(id: "rw", parent: "b", options: ["size": "50M"]) }
             #expect(!d.exists(id: "rw"))
         }
-        if (try? fs.remount(options: "pquota")) == nil {
-            if getenv("DIFFKIT_REQUIRE_QUOTA").map({ String(cString: $0) }) == "1" {
-                Issue.record("xfs cannot be mounted with pquota on this kernel (CONFIG_XFS_QUOTA)")
-            }
-            return
-        }
+    }
+
+    /// graphtest's SetQuota on a real xfs image with `pquota`: a 50 MiB layer takes 25 MiB and
+    /// refuses a further 50 MiB, and `overlay2.size` limits read-write layers by default. Needs a
+    /// kernel built with CONFIG_XFS_QUOTA (without it xfs refuses the `pquota` mount); its skip is
+    /// allowed in Tests/ALLOWED_SKIPS, and DIFFKIT_REQUIRE_QUOTA=1 makes it a failure.
+    @Test(.requires(.root, .filesystem("overlay"), .filesystem("xfs"), .xfsQuota))
+    func projectQuotaEnforcedOnXFS() throws {
+        let fs = try LoopFilesystem(mkfs: "mkfs.xfs -q -f", megabytes: 320, options: "pquota")
+        defer { fs.close() }
+        let home = fs.mountPoint + "/home"
         do {
             let d = try Overlay2Driver(home: Bytes.of(home))
             defer { try? d.cleanup() }

@@ -16,8 +16,7 @@ import Glibc
         return try Pipe.tarFile { fd in try Layers.export(directory: Bytes.of(src), to: fd, name: "t") }
     }
 
-    @Test func failedImportLeavesNothingAndParentUntouched() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func failedImportLeavesNothingAndParentUntouched() throws {
         let home = try Fixture.tempDir("store")
         defer { Fixture.cleanup(home) }
         let store = try LayerStore(driverName: "vfs", home: Bytes.of(home))
@@ -38,8 +37,7 @@ import Glibc
         #expect(try Manifest.of(Bytes.string(try store.mount(id: "base"))) == parentBefore)
     }
 
-    @Test func interruptedImportIsRemovedAtOpen() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func interruptedImportIsRemovedAtOpen() throws {
         let home = try Fixture.tempDir("store")
         defer { Fixture.cleanup(home) }
         do {
@@ -55,8 +53,7 @@ import Glibc
         #expect(reopened.driver.exists(id: "base"))
     }
 
-    @Test func exportOfImportedLayerAppliesBackToTheSameTree() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func exportOfImportedLayerAppliesBackToTheSameTree() throws {
         let home = try Fixture.tempDir("store")
         defer { Fixture.cleanup(home) }
         let store = try LayerStore(driverName: "vfs", home: Bytes.of(home))

@@ -3,6 +3,7 @@
 // hardlink groups.
 import ArchiveBridge
 import DiffKit
+import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -195,17 +196,16 @@ public func listing(_ root: String) throws -> [String] {
     }
 }
 
-/// Gate for tests that need root or a kernel feature: they skip without it, unless
-/// DIFFKIT_REQUIRE_KERNEL=1, when a missing capability is a failure.
+/// Probes behind `Need` (Requires.swift), and the old run-time gates, kept for test files
+/// written against them: they no longer return false (a silent pass) but cancel the test, which
+/// the runner reports — declare `.requires(…)` instead, so the skip is decided before the test.
 public enum Capability {
     public static var isRoot: Bool { geteuid() == 0 }
-    public static var required: Bool { getenv("DIFFKIT_REQUIRE_KERNEL").map { String(cString: $0) == "1" } ?? false }
+    public static var required: Bool { Skips.required }
 
-    /// True when the test may run; throws when it may not skip.
+    @available(*, deprecated, message: "use @Test(.requires(.root))")
     public static func root() throws -> Bool {
-        if isRoot { return true }
-        if required { throw TestError("this test needs root and DIFFKIT_REQUIRE_KERNEL=1 forbids skipping") }
-        return false
+        try gate([.root])
     }
 
     /// The kernel has `filesystem` (overlay, xfs, btrfs) in /proc/filesystems, loading its module if needed.
@@ -215,16 +215,21 @@ public enum Capability {
             return String(decoding: text, as: UTF8.self).contains("\t\(filesystem)\n")
         }
         if listed() { return true }
-        _ = try? Shell.run("modprobe \(filesystem)")
+        if isRoot { _ = try? Shell.run("modprobe \(filesystem) 2>/dev/null") }
         return listed()
     }
 
-    /// True when a test needing root and `filesystem` may run; throws when it may not skip.
+    @available(*, deprecated, message: "use @Test(.requires(.root, .filesystem(\"NAME\")))")
     public static func kernel(_ filesystem: String) throws -> Bool {
-        guard try root() else { return false }
-        if hasFilesystem(filesystem) { return true }
-        if required { throw TestError("\(filesystem) is not available and DIFFKIT_REQUIRE_KERNEL=1 forbids skipping") }
-        return false
+        try gate([.root, .filesystem(filesystem)])
+    }
+
+    /// True when every need is met; otherwise a failure (where a skip is not allowed) or a cancel.
+    static func gate(_ needs: [Need]) throws -> Bool {
+        guard let need = needs.first(where: { !$0.isMet }) else { return true }
+        let key = Test.current.map(Skips.key) ?? "?"
+        if !Skips.mayStaySkipped(key, need) { throw TestError(Skips.refusal(key, need)) }
+        try Test.cancel(Comment(rawValue: Skips.reason(key, need)))
     }
 }
 
