@@ -70,6 +70,14 @@ if [ "$status" -ne 0 ] || [[ $result != *" passed "* ]]; then
     echo "== FAIL: the run did not pass (swift test exit status $status): ${result:-no result line}"
     fail=1
 fi
+# A sanitizer's report (ThreadSanitizer under --sanitize=thread), from the test process or from a
+# difftool it ran, fails the run even where the test itself passed.
+reports=$(grep -c -E '^(WARNING|ERROR): [A-Za-z]+Sanitizer' "$log")
+if [ "$reports" -gt 0 ]; then
+    echo "== FAIL: $reports sanitizer report(s) in the output:"
+    grep -E '^(WARNING|ERROR): [A-Za-z]+Sanitizer' "$log" | sort | uniq -c
+    fail=1
+fi
 if [ "${DIFFKIT_REQUIRE_KERNEL:-}" = 1 ] && [ "$unlisted" -gt 0 ]; then
     echo "== FAIL: DIFFKIT_REQUIRE_KERNEL=1 and $unlisted skip(s) are not in Tests/ALLOWED_SKIPS"
     fail=1

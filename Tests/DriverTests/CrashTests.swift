@@ -4,6 +4,7 @@ import ArchiveBridge
 import Dispatch
 import DiffKit
 import Drivers
+import Synchronization
 import TestSupport
 import Testing
 
@@ -188,7 +189,7 @@ enum Crash {
         try driver.put(id: "base")
         try driver.create(id: "top", parent: "base", options: [:])
         let errors = Counter()
-        nonisolated(unsafe) let shared = driver
+        let shared = driver
         DispatchQueue.concurrentPerform(iterations: 8) { _ in
             for _ in 0..<40 {
                 do {
@@ -209,12 +210,15 @@ func writeFile(_ path: String, _ text: String) throws {
     try Array(text.utf8).withUnsafeBytes { try Sys.writeAll(fd, $0, shown: path) }
 }
 
-final class Counter: @unchecked Sendable {
-    private var n = 0
-    private var seen: [String] = []
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    func add(_ message: String) { pthread_mutex_lock(&m); n += 1; if seen.count < 5 { seen.append(message) }; pthread_mutex_unlock(&m) }
-    var value: Int { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return n }
-    var messages: [String] { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return seen }
+/// Errors counted across threads, the first five kept.
+final class Counter: Sendable {
+    private let state = Mutex((n: 0, seen: [String]()))
+    func add(_ message: String) {
+        state.withLock { s in
+            s.n += 1
+            if s.seen.count < 5 { s.seen.append(message) }
+        }
+    }
+    var value: Int { state.withLock { $0.n } }
+    var messages: [String] { state.withLock { $0.seen } }
 }

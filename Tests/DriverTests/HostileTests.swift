@@ -62,6 +62,16 @@ enum Hostile {
         return out
     }
 
+    /// Run `body` holding a lock on the corpus's fixed directory: the tars name its path, so two
+    /// test processes on one machine (a developer's runs beside CI's) must take turns.
+    static func exclusively<R>(_ body: () throws -> R) throws -> R {
+        let fd = open(base + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw TestError("open \(base).lock: errno \(errno)") }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        return try body()
+    }
+
     static let modes: [(String, String)] = [
         ("plain", ""),
         ("overlay", "--whiteouts overlay"),
@@ -82,24 +92,26 @@ enum Hostile {
         if mode == 3 { setenv("DIFFKIT_NO_OPENAT2", "1", 1) }
         defer { unsetenv("DIFFKIT_NO_OPENAT2") }
         var failures: [String] = []
-        for c in try Hostile.corpus() {
-            try Hostile.prepare()
-            let before = try Hostile.snapshot()
-            let (status, _, err) = try CLI.run("apply \(Hostile.root) -i \(c.file) \(flags)")
-            let after = try Hostile.snapshot()
-            if after != before { failures.append("\(c.name) [\(modeName)]: outside the root changed:\n\(before)\n---\n\(after)") }
-            let expected = c.expected[mode == 3 ? 0 : mode]
-            if status != expected {
-                failures.append("\(c.name) [\(modeName)]: exit \(status), documented \(expected) (\(c.why)); stderr: \(err)")
+        try Hostile.exclusively {
+            for c in try Hostile.corpus() {
+                try Hostile.prepare()
+                let before = try Hostile.snapshot()
+                let (status, _, err) = try CLI.run("apply \(Hostile.root) -i \(c.file) \(flags)")
+                let after = try Hostile.snapshot()
+                if after != before { failures.append("\(c.name) [\(modeName)]: outside the root changed:\n\(before)\n---\n\(after)") }
+                let expected = c.expected[mode == 3 ? 0 : mode]
+                if status != expected {
+                    failures.append("\(c.name) [\(modeName)]: exit \(status), documented \(expected) (\(c.why)); stderr: \(err)")
+                }
+                if status != 0 && !err.contains(c.file.split(separator: "/").last.map(String.init)!) {
+                    failures.append("\(c.name) [\(modeName)]: the error does not name the input: \(err)")
+                }
+                // Nothing read into the root: no file under it has the victim's content (moby's check).
+                let (_, leaked) = try Shell.run("grep -rl --devices=skip \(Hostile.secret) \(Hostile.root) || true")
+                if !leaked.isEmpty { failures.append("\(c.name) [\(modeName)]: victim content read into the root: \(leaked)") }
             }
-            if status != 0 && !err.contains(c.file.split(separator: "/").last.map(String.init)!) {
-                failures.append("\(c.name) [\(modeName)]: the error does not name the input: \(err)")
-            }
-            // Nothing read into the root: no file under it has the victim's content (moby's check).
-            let (_, leaked) = try Shell.run("grep -rl --devices=skip \(Hostile.secret) \(Hostile.root) || true")
-            if !leaked.isEmpty { failures.append("\(c.name) [\(modeName)]: victim content read into the root: \(leaked)") }
+            try Shell.run("rm -rf \(Hostile.base)")
         }
-        try Shell.run("rm -rf \(Hostile.base)")
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
     }
 

@@ -16,17 +16,14 @@ import Glibc
     /// A base, then `processes` children imported together by as many `difftool import`s
     /// (started at once behind a barrier file); all succeed, each child shows the base's files
     /// plus its own, and the store lists exactly the base and the children.
-    @Test(arguments: ["vfs", "overlay2", "btrfs", "aufs"])
+    @Test(.requires(.root, .filesystem("overlay"), .filesystem("btrfs")), arguments: ["vfs", "overlay2", "btrfs", "aufs"])
     func childrenOfOneParentAtOnce(driver: String) throws {
-        guard try Capability.root() else { return }
-        if driver == "overlay2" { guard try Capability.kernel("overlay") else { return } }
         let dir = try Fixture.tempDir("parallel")
         defer { Fixture.cleanup(dir) }
         var loop: LoopFilesystem? = nil
         defer { loop?.close() }
         var home = dir + "/home"
         if driver == "btrfs" {
-            guard try Capability.kernel("btrfs") else { return }
             loop = try LoopFilesystem(mkfs: "mkfs.btrfs -q -f", megabytes: 512)
             home = loop!.mountPoint + "/home"
         }
