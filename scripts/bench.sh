@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark suite, one command (root: drop caches, loop-mounted btrfs, overlay mounts):
 #   scripts/bench.sh
-# Variables: DATA (real pair from shared/peers/make-data.sh, default /var/tmp/difftool-data; the
+# Variables: DATA (the real pair: a Debian root filesystem base/ and base.tar, the same with a
+# realistic second layer new/ and layer.tar; default /var/tmp/difftool-data; the
 # peers goref/ctrref are taken from $DATA/bin when there), SYNTH (synthetic pair, made here by
 # scripts/make-synth.py, default /var/tmp/difftool-synth), SCR (tmpfs scratch, /dev/shm/...),
 # OUT (bench-out), RUNS (10), SYNTH_RUNS (3), COLD_RUNS (3), COLD=0, SETS="real synth".
@@ -16,7 +17,7 @@ done
 swift build -c release >/dev/null
 export T=$(swift build -c release --show-bin-path)/difftool
 if [[ " $SETS " == *" real "* ]] && ! [ -f "$DATA/layer.tar" ]; then
-    echo "bench: no real data in $DATA; make it with shared/peers/make-data.sh (DATA=$DATA)" >&2; exit 1
+    echo "bench: no real data in $DATA; it needs base/, new/, base.tar and layer.tar" >&2; exit 1
 fi
 if [[ " $SETS " == *" synth "* ]]; then
     python3 scripts/make-synth.py "$SYNTH"

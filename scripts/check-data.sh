@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A driver on the real data pair from shared/peers/make-data.sh (a Debian root `base` and `new`):
+# A driver on the real data pair in $DATA (a Debian root filesystem `base`, the same with a
+# realistic second layer applied `new`, and their tars base.tar and layer.tar):
 # import base.tar and a layer tar as a two-layer chain, check the top layer's view is `new`, and
 # check the export of the top layer (native where the driver has one), applied onto a copy of
 # base, reproduces `new`.

@@ -1,4 +1,4 @@
-// Applier: writes a layer tar into a directory (moby's UnpackLayer, BEHAVIOUR.md §2.5, §4),
+// Applier: writes a layer tar into a directory (moby's pkg/archive UnpackLayer),
 // with the whiteout form of the target (plain deletions, overlay devices/xattrs, aufs files).
 //
 // Safety without chroot: every parent directory and hardlink target is resolved with
@@ -89,7 +89,7 @@ public final class Applier {
         if let plnkDir { try? removeTree(AT_FDCWD, plnkDir) }
     }
 
-    /// Apply every entry of `reader`; returns the sum of the entries' header sizes (§4.8).
+    /// Apply every entry of `reader`; returns the sum of the entries' header sizes (what moby's ApplyLayer reports).
     public func apply(_ reader: TarReader, archive: String) throws -> Int64 {
         archiveName = archive
         let logger = options.logger
@@ -133,7 +133,7 @@ public final class Applier {
         let path = LayerPath.join(parent, base)
 
         if options.whiteouts != .aufs {
-            // Root-level aufs metadata (§2.5 WO-APL-1): kept aside or skipped.
+            // Root-level aufs metadata (.wh..wh.plnk, .wh..wh.aufs, …): kept aside or skipped.
             if comps[0].starts(with: Self.whMeta) && comps[0] != Self.whOpaque {
                 if comps[0] == Self.whPlnk && comps.count == 2 && h.kind == .regular { try stashPlnk(h, base, reader) }
                 return
@@ -281,7 +281,7 @@ public final class Applier {
         Sys.withCString(tbase) { t in Sys.withCString(base) { linkat(tfd, t, pfd, $0, 0) } } == 0 ? 0 : errno
     }
 
-    /// An existing entry in the way (§4.2 step 8): removed, never written through.
+    /// An existing entry in the way (as in UnpackLayer): removed, never written through.
     private func replace(_ pfd: Int32, _ base: [UInt8], _ shown: [UInt8]) throws {
         try removeTree(pfd, base)
         if let cachedPath { invalidate(removed: LayerPath.join(cachedPath, base)) }
@@ -524,7 +524,7 @@ public final class Applier {
         directoryTimes.removeAll()
     }
 
-    // MARK: aufs pseudo-links (§2.5 WO-APL-6)
+    // MARK: aufs pseudo-links (hardlinks to .wh..wh.plnk/…)
 
     private func stashPlnk(_ h: TarHeader, _ base: [UInt8], _ reader: TarReader) throws {
         if plnkDir == nil {

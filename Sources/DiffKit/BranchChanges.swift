@@ -1,5 +1,5 @@
 // Changes of a layer read from its own branch alone — an overlay upper dir (containers/storage's
-// OverlayChanges, BEHAVIOUR.md §3.5) or an aufs diff dir (archive.Changes, §3.3): the walk is
+// pkg/archive OverlayChanges) or an aufs diff dir (moby's pkg/archive Changes): the walk is
 // over the branch; the lower branches are only looked up at the paths the branch holds, so the
 // cost follows the size of the layer, not of the image.
 import ArchiveBridge
@@ -16,7 +16,7 @@ public enum BranchChanges {
     /// Changes of branch `upper` over `lowers` (nearest first), whose deletions take `form`
     /// (overlay: 0/0 devices and the opaque xattr; aufs: `.wh.` files and `.wh..wh..opq`). A
     /// whiteout is a deletion; an opaque directory that hides something is reported deleted (and
-    /// not added) and its children as added or modified (CHG-OVL-3); an entry the parent's view
+    /// not added) and its children as added or modified; an entry the parent's view
     /// has is a modification, except a directory whose size, mode, owner and mtime are all
     /// unchanged; every ancestor of an addition or deletion is modified (containers/storage).
     /// Refinements over the references: a whiteout of a name the lowers do not have is not a

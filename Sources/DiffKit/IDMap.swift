@@ -1,4 +1,4 @@
-// ID maps (BEHAVIOUR.md §5): container↔host ranges for user namespaces. Import maps
+// ID maps (moby's pkg/idtools IdentityMapping): container↔host ranges for user namespaces. Import maps
 // container→host, export maps host→container.
 
 public struct IDRange: Sendable, Equatable {

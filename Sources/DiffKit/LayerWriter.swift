@@ -7,7 +7,7 @@ import Logging
 import Glibc
 #endif
 
-/// How headers are filled where the references differ (BEHAVIOUR.md §1.2).
+/// How headers are filled where moby's and containerd's writers differ.
 public enum HeaderProfile: String, Sendable, CaseIterable {
     /// moby and containers/storage: S_IF* type bits in the mode field, user/group names looked up.
     case moby
@@ -95,7 +95,7 @@ public final class LayerWriter {
 
     /// A kernel whiteout (0/0 device) as moby writes it: `.wh.NAME`, regular, mode 0600, the
     /// device's owner and mtime. Never hardlink-tracked: overlayfs makes all whiteouts links of one
-    /// inode, and a tracked one would carry a stale link name (BEHAVIOUR.md §2.3).
+    /// inode, and a tracked one would carry a stale link name.
     func writeOverlayWhiteout(path: [UInt8], info: FileInfo) throws {
         var h = Self.whiteoutHeader(for: path)
         h.mode = 0o600
@@ -167,7 +167,7 @@ public final class LayerWriter {
         entries += 1
     }
 
-    /// Build the header of one entry from its stat (§1.2); nil when the entry is skipped.
+    /// Build the header of one entry from its stat; nil when the entry is skipped.
     public func header(path: [UInt8], info: FileInfo, linkTarget: [UInt8]?, xattrs: [Xattr]) -> TarHeader? {
         let kind: TarHeader.Kind
         switch info.kind {

@@ -1,4 +1,4 @@
-// Sizes (BEHAVIOUR.md §6): ChangesSize for naive DiffSize, directory.Size for native drivers.
+// Sizes (moby's pkg/archive ChangesSize and pkg/directory Size): ChangesSize for naive DiffSize, directory.Size for native drivers.
 import ArchiveBridge
 
 #if canImport(Glibc)

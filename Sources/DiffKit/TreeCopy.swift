@@ -1,4 +1,4 @@
-// TreeCopy: a full copy of a tree (moby's DirCopy, BEHAVIOUR.md §7.2) for drivers that keep each
+// TreeCopy: a full copy of a tree (moby's daemon/graphdriver/copy DirCopy) for drivers that keep each
 // layer as a plain copy. Same walker as everything else; data by reflink, then copy_file_range,
 // then read/write; hardlinks kept by (device, inode); owners, modes, xattrs, times (ns) kept;
 // directory times set after their content.

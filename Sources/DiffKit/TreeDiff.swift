@@ -1,4 +1,4 @@
-// The naive change source: a merge walk of two trees (BEHAVIOUR.md §3.2, moby's ChangesDirs),
+// The naive change source: a merge walk of two trees (moby's pkg/archive ChangesDirs),
 // with continuity's content compare for same-size files whose timestamps were truncated.
 import ArchiveBridge
 import Dispatch

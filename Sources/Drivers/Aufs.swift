@@ -1,4 +1,4 @@
-// aufs (BEHAVIOUR.md §7.6): the legacy store, in the seeds' layout so an existing
+// aufs (moby's daemon/graphdriver/aufs): the legacy store, in the seeds' layout so an existing
 // /var/lib/docker/aufs works.
 //
 //   home/diff/<id>     the layer's branch: its files, deletions kept as `.wh.` files
@@ -242,7 +242,7 @@ public final class AufsDriver: Driver {
 
 /// How a union of branches is mounted: mount(2) data holds at most a page, so as many read-only
 /// branches as fit go into the first mount and the rest are added by remounts with `append`
-/// (moby's aufsMount, BEHAVIOUR.md DRV-AUFS-MOUNT). A pure function, tested everywhere.
+/// (moby's aufs driver, aufsMount). A pure function, tested everywhere.
 public enum AufsBranches {
     /// `data` for the first mount (`br:RW=rw:RO1=ro+wh:…,dio,xino=/dev/shm/aufs.xino[,dirperm1]`)
     /// and one `append:RO=ro+wh` per branch that did not fit, in order.

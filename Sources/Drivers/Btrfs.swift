@@ -1,4 +1,4 @@
-// btrfs (BEHAVIOUR.md §7.5): every layer is a subvolume, a child a snapshot of its parent.
+// btrfs (moby's daemon/graphdriver/btrfs): every layer is a subvolume, a child a snapshot of its parent.
 //
 //   home/subvolumes/<id>   the layer's root filesystem (a subvolume)
 //   home/quotas/<id>       its size limit in bytes, when one was asked for

@@ -1,5 +1,5 @@
 // The driver conformance suite as a library (`difftool conformance`): graphtest's scenarios
-// (BEHAVIOUR.md §8.2/§8.3) run against a fresh store of a driver, each reported pass/fail.
+// (moby's daemon/graphdriver/graphtest and containers/storage's drivers/graphtest) run against a fresh store of a driver, each reported pass/fail.
 import ArchiveBridge
 import DiffKit
 

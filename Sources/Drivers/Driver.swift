@@ -1,4 +1,4 @@
-// The driver contract (BEHAVIOUR.md §7.1). A driver is "where the layer directories are";
+// The driver contract (moby's graphdriver.Driver, containers/storage's drivers.Driver). A driver is "where the layer directories are";
 // the diff operations default to one shared implementation (NaiveDiff) on top of get/put,
 // which a driver with native diffs (overlay2) uses whenever its own does not apply.
 import ArchiveBridge
@@ -115,7 +115,7 @@ func validate(id: String) throws {
     else { throw DriverError.invalidID(id) }
 }
 
-/// The mounts of a driver's layers (DRV-RC-1): a reference count per layer that follows the
+/// The mounts of a driver's layers: a reference count per layer that follows the
 /// kernel as containers/storage's does — a layer found mounted (by an earlier process, say) counts
 /// as one reference, one found unmounted (externally) as none — under one lock, so two threads
 /// never both mount or unmount a layer; and the set this process mounted, for cleanup. The

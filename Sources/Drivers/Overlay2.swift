@@ -1,4 +1,4 @@
-// overlay2 (BEHAVIOUR.md §7.3): moby's on-disk layout, so an existing store is readable.
+// overlay2 (moby's daemon/graphdriver/overlay2): moby's on-disk layout, so an existing store is readable.
 //
 //   home/l/<LINK>        -> ../<id>/diff   (26-character link ids keep mount data short)
 //   home/<id>/diff       the layer's own content: the upper dir when mounted

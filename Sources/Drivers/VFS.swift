@@ -1,4 +1,4 @@
-// vfs (BEHAVIOUR.md §7.2): every layer is a full copy of its parent under `home/dir/<id>`.
+// vfs (moby's daemon/graphdriver/vfs): every layer is a full copy of its parent under `home/dir/<id>`.
 import ArchiveBridge
 import DiffKit
 

@@ -126,7 +126,7 @@ let changeCases: [ChangeCase] = [
         #expect(try TreeDiff.changes(base: nil, layer: Bytes.of(layer)).map(\.line) == ["A /a", "A /a/b", "A /l"])
     }
 
-    /// ChangesSize vectors (§3.8).
+    /// ChangesSize vectors (moby's ChangesSize rules).
     @Test(.requires(.root)) func changesSize() throws {
         let base = try Fixture.make([.file("modification", "abc"), .time("modification", 1_600_000_000, 5), .file("deleted", "gone")])
         defer { Fixture.cleanup(base) }

@@ -1,4 +1,4 @@
-// The byte format of exports (§1.1): what Go's archive/tar writes, field by field.
+// The byte format of exports: what Go's archive/tar writes, field by field.
 import ArchiveBridge
 import DiffKit
 import TestSupport

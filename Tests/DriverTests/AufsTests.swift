@@ -1,4 +1,4 @@
-// aufs without its module: the seeds' unit tests that need no mount (§8.4), branch changes,
+// aufs without its module: the seeds' unit tests that need no mount, branch changes,
 // diff/apply of aufs whiteouts, the branch-string builder, and migration to overlay2.
 import ArchiveBridge
 import DiffKit
@@ -54,7 +54,7 @@ import Glibc
         #expect { _ = try AufsDriver(home: Bytes.of(fs.mountPoint + "/aufs")) } throws: { "\($0)".contains("is on btrfs") }
     }
 
-    /// Changes from the branch (§3.3 vectors, containers/storage's every-ancestor rule), sizes of
+    /// Changes from the branch (moby's aufs Changes vectors, containers/storage's every-ancestor rule), sizes of
     /// the branch, and the naive fallback needing a mount when the parent is not the nearest.
     @Test(.requires(.root)) func changesAndSizes() throws {
         try withAufs { d, home in

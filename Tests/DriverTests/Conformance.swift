@@ -1,4 +1,4 @@
-// The graphtest scenarios (BEHAVIOUR.md §8.2, §8.3), written once and run on every driver.
+// The graphtest scenarios (moby's and containers/storage's graphtest), written once and run on every driver.
 import ArchiveBridge
 import DiffKit
 import Drivers

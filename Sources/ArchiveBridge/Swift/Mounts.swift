@@ -62,7 +62,7 @@ extension Sys {
     }
 }
 
-/// xfs project quotas (BEHAVIOUR.md §7.3): a directory tree gets a project ID (inherited by
+/// xfs project quotas (moby's quota.Control): a directory tree gets a project ID (inherited by
 /// everything made below it) and the project a block limit.
 public enum ProjectQuota {
     public static func project(of fd: Int32, shown: [UInt8]) throws -> UInt32 {

@@ -1,5 +1,6 @@
 // TarSplit: what an import keeps so an unchanged layer can be exported again byte for byte
-// (BEHAVIOUR.md §9's idea, in a compact format of DiffKit's own): every byte of the tar that is
+// (the idea of vbatts/tar-split, which docker and containers/storage keep per layer, in a
+// compact format of DiffKit's own): every byte of the tar that is
 // not file content, verbatim, and for each file's content its name (as stored), size and
 // CRC-32C. zstd-compressed; a 30,000-entry layer's record is a few hundred KiB.
 //

@@ -7,7 +7,7 @@
 //    1 MiB after the end-of-archive marker, are not read (CVE-2017-14992's lesson);
 //  - records, for a layer import, every byte that is not file content (headers, extended headers,
 //    padding, the end) plus each file's name, size and CRC-32C: the tar-split idea
-//    (BEHAVIOUR.md §9), so an unchanged layer can be exported again byte for byte.
+//    (as vbatts/tar-split keeps for docker), so an unchanged layer can be exported again byte for byte.
 import CArchive
 import CDiffKitShim
 

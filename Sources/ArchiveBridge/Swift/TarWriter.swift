@@ -1,5 +1,5 @@
 // TarWriter: a streaming tar encoder with the byte format of Go's archive/tar, which docker,
-// buildah and containerd all write through (BEHAVIOUR.md §1.1): USTAR when the header fits
+// buildah and containerd all write through: USTAR when the header fits
 // (with the prefix/name split), PAX otherwise, records sorted, `PaxHeaders.0/` names,
 // xattrs as SCHILY.xattr records only, and exactly 1024 zero bytes at the end.
 // A dedicated encoder rather than libarchive's pax writer, whose extended-header names, LIBARCHIVE
