@@ -26,13 +26,16 @@ final class QuotaControl: Sendable {
             Sys.close(fd)
             return nil
         }
-        // Setting a zero limit on the first ID of ours tests that the kernel takes project quotas here.
+        // Setting a limit on the first ID of ours tests that the kernel takes project quotas here.
+        // That ID is the probe's alone (as in moby): no layer directory is given it. The probe sets
+        // the limit the ID already has, so opening a store never changes a limit — not even that
+        // of a layer given the ID before it was reserved.
         var device: [UInt8]? = nil
         do {
-            try ProjectQuota.setLimit(fsfd: fd, device: nil, id: base + 1, bytes: 0, shown: home)
+            try QuotaControl.probe(fd, device: nil, id: base + 1, home: home)
         } catch let e as SystemError where e.errno == .noFunction {
             device = QuotaControl.makeDeviceNode(home)
-            if device == nil || (try? ProjectQuota.setLimit(fsfd: fd, device: device, id: base + 1, bytes: 0, shown: home)) == nil {
+            if device == nil || (try? QuotaControl.probe(fd, device: device, id: base + 1, home: home)) == nil {
                 Sys.close(fd)
                 return nil
             }
@@ -44,15 +47,25 @@ final class QuotaControl: Sendable {
         self.homefd = fd
         self.device = device
         self.baseID = base
-        // IDs already given to layer directories are not given again.
-        var nextID = base + 1
-        for e in (try? Sys.readDirectory(fd, shown: home)) ?? [] where e.type == 4 /* DT_DIR */ {
-            let (sub, _) = Sys.tryOpenat(fd, e.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        self.nextID = Mutex(base + 2)
+        nextID.withLock { skipUsedIDs(&$0) }
+    }
+
+    /// Set project `id`'s limit to what it is (0 when it has none).
+    private static func probe(_ fd: Int32, device: [UInt8]?, id: UInt32, home: [UInt8]) throws {
+        let limit = (try? ProjectQuota.usage(fsfd: fd, device: device, id: id, shown: home))?.limit ?? 0
+        try ProjectQuota.setLimit(fsfd: fd, device: device, id: id, bytes: limit, shown: home)
+    }
+
+    /// Move `nextID` past every ID a layer directory has: those made by other processes too (the
+    /// store creates layers under its lock, so reading the directories then is enough).
+    private func skipUsedIDs(_ nextID: inout UInt32) {
+        for e in (try? Sys.readDirectory(homefd, shown: home)) ?? [] where e.type == 4 /* DT_DIR */ {
+            let (sub, _) = Sys.tryOpenat(homefd, e.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
             guard sub >= 0 else { continue }
-            if let id = try? ProjectQuota.project(of: sub, shown: e.name), id != base, id >= nextID { nextID = id + 1 }
+            if let id = try? ProjectQuota.project(of: sub, shown: e.name), id != baseID, id >= nextID { nextID = id + 1 }
             Sys.close(sub)
         }
-        self.nextID = Mutex(nextID)
     }
 
     deinit { Sys.close(homefd) }
@@ -73,11 +86,31 @@ final class QuotaControl: Sendable {
         try nextID.withLock { nextID in
             var id = try ProjectQuota.project(of: fd, shown: path)
             if id == baseID || id == 0 {
+                skipUsedIDs(&nextID)
+                // Project IDs belong to the filesystem, not to this store: one another store (or
+                // anything else) on it charges or limits is not free. xfs knows no such ID (ENOENT).
+                var tried = 0
+                while try inUse(nextID, shown: path) {
+                    tried += 1
+                    if tried == 65536 { throw SystemError("find a free project id", path, errno: ENOSPC) }
+                    nextID += 1
+                }
                 id = nextID
                 nextID += 1
                 try ProjectQuota.setProject(fd, id, shown: path)
             }
             try ProjectQuota.setLimit(fsfd: homefd, device: device, id: id, bytes: bytes, shown: path)
+        }
+    }
+
+    /// True when the filesystem has a quota record for project `id`: blocks or inodes charged to
+    /// it, or limits set.
+    private func inUse(_ id: UInt32, shown: [UInt8]) throws -> Bool {
+        do {
+            _ = try ProjectQuota.usage(fsfd: homefd, device: device, id: id, shown: shown)
+            return true
+        } catch let e as SystemError where e.errno.rawValue == ENOENT {
+            return false
         }
     }
 
