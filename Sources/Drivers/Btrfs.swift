@@ -7,7 +7,6 @@
 // with its parent's inode number and ctime is unchanged and is not read.
 import ArchiveBridge
 import DiffKit
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +19,7 @@ public final class BtrfsDriver: Driver {
     /// `btrfs.min_space`: the smallest size a layer may be limited to; setting it turns quotas on.
     let minSpace: UInt64?
     /// Whether quotas are on, once known.
-    private let quotaOn = Mutex<Bool?>(nil)
+    private let quotaOn = Locked<Bool?>(nil)
 
     public var layersAreSnapshots: Bool { true }
 

@@ -3,7 +3,6 @@
 // which a driver with native diffs (overlay2) uses whenever its own does not apply.
 import ArchiveBridge
 import DiffKit
-import Synchronization
 
 public protocol Driver: AnyObject, Sendable {
     /// `vfs`, `overlay2`, `btrfs`, `aufs`.
@@ -147,7 +146,7 @@ final class MountTable: Sendable {
             try m.unmount(id)
         }
     }
-    private let state = Mutex(Counts())
+    private let state = Locked(Counts())
 
     init() {}
 

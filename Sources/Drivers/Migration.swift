@@ -6,7 +6,6 @@
 // the target's store removes a half-imported one when opened, so a stopped run resumes.
 import ArchiveBridge
 import DiffKit
-import Synchronization
 import Dispatch
 import Logging
 
@@ -66,7 +65,7 @@ public enum Migration {
         let (readEnd, writeEnd) = (fds[0], fds[1])
         Sys.growPipe(writeEnd)
         let name = "\(source.name) layer \(layer.id)"
-        let exportError = Mutex<Error?>(nil)
+        let exportError = Locked<Error?>(nil)
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) {
             do {

@@ -3,7 +3,6 @@
 // a block limit. Used by overlay2 (and vfs would use it the same way).
 import ArchiveBridge
 import DiffKit
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +15,7 @@ final class QuotaControl: Sendable {
     private let device: [UInt8]?
     private let baseID: UInt32
     /// The project ID the next limited directory gets.
-    private let nextID: Mutex<UInt32>
+    private let nextID: Locked<UInt32>
 
     /// nil when the filesystem of `home` does not enforce project quotas (not xfs with pquota,
     /// or in a user namespace).
@@ -47,7 +46,7 @@ final class QuotaControl: Sendable {
         self.homefd = fd
         self.device = device
         self.baseID = base
-        self.nextID = Mutex(base + 2)
+        self.nextID = Locked(base + 2)
         nextID.withLock { skipUsedIDs(&$0) }
     }
 

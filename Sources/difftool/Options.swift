@@ -3,7 +3,6 @@ import ArgumentParser
 import ArchiveBridge
 import DiffKit
 import Drivers
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -87,7 +86,7 @@ struct ProfileOption: ParsableArguments {
 /// export leaves nothing behind; a device or fifo is written in place; without `-o`, stdout.
 enum FileOutput {
     /// The temporary file being written, removed when the command fails.
-    static let pending = Mutex<[UInt8]?>(nil)
+    static let pending = Locked<[UInt8]?>(nil)
 
     static func with(_ path: String?, _ body: (Int32, String) throws -> Void) throws {
         guard let path else {
@@ -279,7 +278,7 @@ struct ProgressOption: ParsableArguments {
 
 enum Progress {
     /// The time of the last redraw.
-    typealias Clock = Mutex<Double>
+    typealias Clock = Locked<Double>
 
     static func now() -> Double {
         var t = timespec()

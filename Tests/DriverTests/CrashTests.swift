@@ -4,7 +4,6 @@ import ArchiveBridge
 import Dispatch
 import DiffKit
 import Drivers
-import Synchronization
 import TestSupport
 import Testing
 
@@ -212,7 +211,7 @@ func writeFile(_ path: String, _ text: String) throws {
 
 /// Errors counted across threads, the first five kept.
 final class Counter: Sendable {
-    private let state = Mutex((n: 0, seen: [String]()))
+    private let state = Locked((n: 0, seen: [String]()))
     func add(_ message: String) {
         state.withLock { s in
             s.n += 1

@@ -266,3 +266,27 @@ uint32_t dk_crc32c(uint32_t crc, const void *data, size_t n) {
 }
 
 int dk_memfd(const char *name) { return (int)syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */); }
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define DK_TSAN 1
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#endif
+#endif
+
+void dk_tsan_acquire(const void *addr) {
+#ifdef DK_TSAN
+    __tsan_acquire((void *)addr);
+#else
+    (void)addr;
+#endif
+}
+
+void dk_tsan_release(const void *addr) {
+#ifdef DK_TSAN
+    __tsan_release((void *)addr);
+#else
+    (void)addr;
+#endif
+}

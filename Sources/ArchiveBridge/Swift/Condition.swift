@@ -1,5 +1,5 @@
 // A value that threads share and wait on: the one producer/consumer primitive of the project.
-// Plain shared state uses `Synchronization.Mutex`; this adds what a Mutex has not, a condition
+// Plain shared state uses `Locked` (a Synchronization.Mutex); this adds what a Mutex has not, a condition
 // variable, for the read-ahead ring, the pair walk and the content compares.
 #if canImport(Glibc)
 import Glibc

@@ -79,4 +79,10 @@ int dk_memfd(const char *name);
 
 // CRC-32C of `n` bytes continuing `crc` (0 to start); hardware-accelerated where possible.
 uint32_t dk_crc32c(uint32_t crc, const void *data, size_t n);
+
+// Tell ThreadSanitizer that the lock at `addr` was taken (acquire) or is about to be let go
+// (release); nothing outside a --sanitize=thread build. Swift's Synchronization.Mutex takes its
+// slow path in the kernel (futex), where the sanitizer cannot see the hand-over.
+void dk_tsan_acquire(const void *addr);
+void dk_tsan_release(const void *addr);
 #endif
