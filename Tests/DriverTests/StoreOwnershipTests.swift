@@ -158,6 +158,29 @@ enum StoreOwnership {
         #expect((try? store.record("other")) == nil)
     }
 
+    /// A store keeps the map it was first opened with: later commands without one use it (a
+    /// child's root is the mapped root's, an export maps back to container IDs), another map is
+    /// refused.
+    @Test func storeRemembersItsMap() throws {
+        guard try Capability.root() else { return }
+        let dir = try Fixture.tempDir("store-map")
+        defer { Fixture.cleanup(dir) }
+        try StoreOwnership.layerTars(dir)
+        let cli = "--driver vfs --home \(dir)/h"
+        let (s1, _, e1) = try CLI.run("\(cli) import base -i \(dir)/base.tar \(Ownership.singleFlags)")
+        #expect(s1 == 0, "\(e1)")
+        let (s2, _, e2) = try CLI.run("\(cli) create child --parent base")
+        let (s3, _, e3) = try CLI.run("\(cli) import other --parent base -i \(dir)/child.tar")
+        #expect(s2 == 0 && s3 == 0, "\(e2) \(e3)")
+        #expect(try Ownership.outside(StoreOwnership.layerDirs("vfs", dir + "/h", ["base", "child", "other"]), Ownership.single) == [])
+        let (s4, _, e4) = try CLI.run("\(cli) export base -o \(dir)/out.tar --regenerate")
+        #expect(s4 == 0, "\(e4)")
+        let file = try Pipe.headers(dir + "/out.tar").first { $0.name == Bytes.of("x/y/z/file") }
+        #expect(file?.uid == 3 && file?.gid == 4)
+        let (s5, _, e5) = try CLI.run("\(cli) import third --parent base -i \(dir)/child.tar --uid-map 0:200000:65536 --gid-map 0:200000:65536")
+        #expect(s5 == 1 && e5.contains("was made under the ID map uid 0:100000:65536 gid 0:100000:65536"), "\(e5)")
+    }
+
     /// A store whose base layer was made without the map (owners and root 0:0), then a child
     /// imported under the map: on overlay2 and aufs the child's root and the implicit parents
     /// that copy the base's directories take the mapped root's IDs instead of host root; vfs,
