@@ -18,7 +18,8 @@ public struct ApplyOptions: Sendable {
     /// Where a parent directory the stream does not carry is made, it takes the mode and owner
     /// of the same directory in the first of these trees that has it (the lower dirs, nearest
     /// first, when the root is an overlay upper: the merged view keeps the lower's attributes).
-    /// Without one, or when none has it, it is made 0755 root-owned.
+    /// Without one, or when none has it, it is made 0755 and owned by the map's root pair.
+    /// Under an ID map, a lower's uid or gid outside the map is replaced by the root pair's.
     public var parentTemplates: [[UInt8]] = []
     /// Device nodes cannot be made in a user namespace: skip them (with a warning).
     public var inUserNamespace: Bool = ApplyOptions.detectUserNamespace()
@@ -78,6 +79,7 @@ public final class Applier {
     private static let whPlnk = Bytes.of(".wh..wh.plnk")
 
     public init(root: [UInt8], options: ApplyOptions = ApplyOptions()) throws {
+        try options.idMap.validate()
         self.root = root
         self.options = options
         rootfd = try Sys.open(root, O_RDONLY | O_DIRECTORY)
@@ -150,10 +152,7 @@ public final class Applier {
         if h.kind == .hardlink, LayerPath.components(h.linkName).first == Self.whPlnk {
             (h, plnkSource) = try materializePlnk(h)
         }
-        guard let ids = options.idMap.toHost(uid: UInt32(clamping: h.uid), gid: UInt32(clamping: h.gid)),
-              h.uid >= 0, h.gid >= 0 else {
-            throw DiffKitError.unmappedID(entry: entryName, uid: h.uid, gid: h.gid)
-        }
+        let ids = try hostOwner(h)
         try create(pfd, base, path, h, uid: ids.uid, gid: ids.gid, reader: reader, plnkSource: plnkSource)
         unpacked.insert(path.hashValue)
     }
@@ -193,6 +192,10 @@ public final class Applier {
             }
             if fd < 0 { throw SystemError("create", shown, errno: err) }
             defer { Sys.close(fd) }
+            // Under a map the file is the entry's owner before any data: a stream that fails
+            // midway leaves no file of the applier's own (host root) behind.
+            let ownedEarly = !options.idMap.isIdentity
+            if ownedEarly && fchown(fd, uid, gid) != 0 { throw SystemError("chown \(uid):\(gid)", shown, errno: errno) }
             var end: Int64 = 0
             var sequential = true
             let source: (((UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Void)
@@ -216,7 +219,7 @@ public final class Applier {
                 end = max(end, offset + Int64(chunk.count))
             }
             if end < h.size && ftruncate(fd, off_t(h.size)) != 0 { throw SystemError("truncate", shown, errno: errno) }
-            try metadata(fd: fd, pfd: pfd, base: base, shown: shown, h, uid: uid, gid: gid, fresh: true)
+            try metadata(fd: fd, pfd: pfd, base: base, shown: shown, h, uid: uid, gid: gid, fresh: true, owned: ownedEarly)
             var times = [Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)]
             if futimens(fd, &times) != 0 { throw SystemError("utimes", shown, errno: errno) }
 
@@ -290,12 +293,13 @@ public final class Applier {
     /// Owner, then mode, then xattrs (chown clears suid/sgid and capabilities, so it comes first).
     /// `fd` is the open entry when there is one; otherwise the *at calls do not follow symlinks.
     private func metadata(fd: Int32, pfd: Int32, base: [UInt8], shown: [UInt8], _ h: TarHeader,
-                          uid: UInt32, gid: UInt32, fresh: Bool, isSymlink: Bool = false) throws {
+                          uid: UInt32, gid: UInt32, fresh: Bool, isSymlink: Bool = false, owned: Bool = false) throws {
         let perm = h.mode & 0o7777
-        // A freshly made entry already has our owner (and, in a setgid directory, its group).
+        // A freshly made entry already has our owner (and, in a setgid directory, its group);
+        // `owned`: the caller has given it its owner already (the mode still follows).
         let createdGid = cachedSetgid ? UInt32.max : Self.egid
-        let chown = !fresh || uid != Self.euid || gid != createdGid
-        if chown {
+        let chown = owned || !fresh || uid != Self.euid || gid != createdGid
+        if chown && !owned {
             let r = fd >= 0 ? fchown(fd, uid, gid)
                 : Sys.withCString(base) { fchownat(pfd, $0, uid, gid, AT_SYMLINK_NOFOLLOW) }
             if r != 0 { throw SystemError("chown \(uid):\(gid)", shown, errno: errno) }
@@ -344,10 +348,18 @@ public final class Applier {
         sec < 0 ? timespec(tv_sec: 0, tv_nsec: 0) : timespec(tv_sec: Int(sec), tv_nsec: Int(nsec))
     }
 
-    private func applyRootMetadata(_ h: TarHeader) throws {
-        guard let ids = options.idMap.toHost(uid: UInt32(clamping: h.uid), gid: UInt32(clamping: h.gid)) else {
+    /// The host owner of an entry; one the map cannot take (or no ID at all: negative, or
+    /// 4294967295 and above) is refused, never left as the applier's own.
+    private func hostOwner(_ h: TarHeader) throws -> (uid: UInt32, gid: UInt32) {
+        guard h.uid >= 0, h.gid >= 0,
+              let ids = options.idMap.toHost(uid: UInt32(clamping: h.uid), gid: UInt32(clamping: h.gid)) else {
             throw DiffKitError.unmappedID(entry: entryName, uid: h.uid, gid: h.gid)
         }
+        return ids
+    }
+
+    private func applyRootMetadata(_ h: TarHeader) throws {
+        let ids = try hostOwner(h)
         if fchown(rootfd, ids.uid, ids.gid) != 0 { throw SystemError("chown", root, errno: errno) }
         if fchmod(rootfd, mode_t(h.mode & 0o7777)) != 0 { throw SystemError("chmod", root, errno: errno) }
         directoryTimes.append(([], Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)))
@@ -376,10 +388,10 @@ public final class Applier {
             try removeTree(pfd, target)
             invalidate(removed: LayerPath.join(parent, target))
         case .overlay:
+            // The device takes the whiteout entry's owner, mapped like any entry's (moby); the
+            // kernel reads only its type and rdev.
+            let ids = try hostOwner(h)
             let pfd = try resolveParent(parent, comps: LayerPath.components(parent)[...])
-            guard let ids = options.idMap.toHost(uid: UInt32(clamping: h.uid), gid: UInt32(clamping: h.gid)) else {
-                throw DiffKitError.unmappedID(entry: entryName, uid: h.uid, gid: h.gid)
-            }
             let shown = root + [LayerPath.slash] + LayerPath.join(parent, target)
             // Whatever the upper has under that name goes: the whiteout hides it, as in the kernel.
             var r = Sys.mknodat(pfd, target, mode: UInt32(S_IFCHR), dev: 0)
@@ -448,8 +460,6 @@ public final class Applier {
         if removed.isEmpty || cachedPath == removed || cachedPath.starts(with: removed + [LayerPath.slash]) { dropCache() }
     }
 
-    /// The parent directory of an entry, resolved inside the root; missing directories are
-    /// created (0755, owned by the applier), each step resolved inside the root again.
     /// The directory an implicit parent copies (see `parentTemplates`); a non-directory in a
     /// template hides the ones after it.
     private func template(for path: [UInt8]) -> stat? {
@@ -460,6 +470,11 @@ public final class Applier {
         return nil
     }
 
+    /// The parent directory of an entry, resolved inside the root; missing directories are
+    /// created (0755, or a template's mode), each step resolved inside the root again. Their
+    /// owner: a template's, else the applier's without a map; under a map, always inside it
+    /// (the template's IDs where they are inside, else the root pair's), and a failed chown
+    /// fails the apply.
     private func resolveParent(_ parent: [UInt8], comps: ArraySlice<[UInt8]>) throws -> Int32 {
         if let cachedPath, cachedPath == parent { return cachedFd }
         dropCache()
@@ -474,13 +489,20 @@ public final class Applier {
                 let (pfd, perr) = Sys.openInRoot(rootfd, prefix, Sys.oPath | O_DIRECTORY)
                 if pfd < 0 { throw SystemError("resolve", root + [LayerPath.slash] + prefix, errno: perr) }
                 let r = Sys.withCString(c) { mkdirat(pfd, $0, 0o755) } == 0 ? 0 : errno
-                if r == 0, let t = template(for: next) {
-                    _ = Sys.withCString(c) { fchownat(pfd, $0, t.st_uid, t.st_gid, AT_SYMLINK_NOFOLLOW) }
+                defer { Sys.close(pfd) }
+                let t = r == 0 ? template(for: next) : nil
+                let map = options.idMap
+                if r == 0 && (t != nil || !map.isIdentity) {
+                    let owner = t.map { map.insideOwner(uid: $0.st_uid, gid: $0.st_gid) } ?? map.rootPair
+                    if Sys.withCString(c, { fchownat(pfd, $0, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }) != 0 && !map.isIdentity {
+                        throw SystemError("chown \(owner.uid):\(owner.gid)", root + [LayerPath.slash] + next, errno: errno)
+                    }
+                }
+                if r == 0, let t {
                     _ = Sys.withCString(c) { fchmodat(pfd, $0, t.st_mode & 0o7777, 0) }
                 } else if r == 0 && Self.umaskBits & 0o755 != 0 {
                     _ = Sys.withCString(c) { fchmodat(pfd, $0, 0o755, 0) }
                 }
-                Sys.close(pfd)
                 if r == EEXIST {
                     // A dangling symlink (or other non-directory) stands where a parent should be.
                     throw SystemError("create parent directory (a non-directory or dangling symlink is in the way)",

@@ -8,6 +8,10 @@ public enum DiffKitError: Error, CustomStringConvertible, Sendable {
     case unmappedID(entry: String, uid: Int, gid: Int)
     case unsupportedEntry(entry: String, reason: String)
     case invalidIDMap(String)
+    /// A map under which the ownership rule cannot hold (see `IDMap.validate`).
+    case unusableIDMap(reason: String)
+    /// A host owner outside the ID map, met where a copy would carry it into a layer.
+    case ownerOutsideMap(path: String, uid: UInt32, gid: UInt32)
     /// A resource limit of the apply (bytes written) was reached.
     case limitExceeded(entry: String, reason: String)
     /// A failure while applying an entry: the entry, and what went wrong.
@@ -17,10 +21,12 @@ public enum DiffKitError: Error, CustomStringConvertible, Sendable {
         switch self {
         case let .breakout(e, r): return "entry \(e): refused, it would leave the root (\(r))"
         case let .invalidWhiteout(e, r): return "entry \(e): invalid whiteout (\(r))"
-        case let .unmappedID(e, u, g): return "entry \(e): owner \(u):\(g) cannot be mapped to a host ID"
+        case let .unmappedID(e, u, g): return "entry \(e): owner \(u):\(g) cannot be mapped to a host ID inside the ID map"
         case let .unsupportedEntry(e, r): return "entry \(e): \(r)"
         case let .limitExceeded(e, r): return "entry \(e): \(r)"
         case let .invalidIDMap(s): return "invalid ID map '\(s)': expected CONTAINER:HOST:SIZE"
+        case let .unusableIDMap(r): return "unusable ID map: \(r)"
+        case let .ownerOutsideMap(p, u, g): return "\(p): owner \(u):\(g) is outside the ID map"
         case let .applyFailed(a, e, u): return "\(a): entry \(e): \(u)"
         }
     }

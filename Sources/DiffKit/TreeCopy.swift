@@ -1,7 +1,8 @@
 // TreeCopy: a full copy of a tree (moby's daemon/graphdriver/copy DirCopy) for drivers that keep each
 // layer as a plain copy. Same walker as everything else; data by reflink, then copy_file_range,
 // then read/write; hardlinks kept by (device, inode); owners, modes, xattrs, times (ns) kept;
-// directory times set after their content.
+// directory times set after their content. Under an ID map the copy makes nothing owned outside
+// it: a source entry with a uid or gid outside the map is refused, naming it.
 import ArchiveBridge
 
 #if canImport(Glibc)
@@ -9,8 +10,10 @@ import Glibc
 #endif
 
 public enum TreeCopy {
-    /// Copy everything below `source` into the existing directory `destination`.
-    public static func copy(from source: [UInt8], to destination: [UInt8], inUserNamespace: Bool = false) throws {
+    /// Copy everything below `source` into the existing directory `destination`. With an ID map
+    /// (the store's), every owner met must be a host ID inside it.
+    public static func copy(from source: [UInt8], to destination: [UInt8], inUserNamespace: Bool = false,
+                            idMap: IDMap = .identity) throws {
         let dstRoot = try Walker.openRoot(destination)
         defer { Sys.close(dstRoot) }
         var dstFds: [Int32] = [dstRoot]
@@ -25,6 +28,9 @@ public enum TreeCopy {
             let dfd = dstFds.last!
             let shown = dstPaths.last! + [LayerPath.slash] + name
             let srcShown = dir.absoluteChild(name)
+            if !idMap.containsHost(uid: info.uid) || !idMap.containsHost(gid: info.gid) {
+                throw DiffKitError.ownerOutsideMap(path: Bytes.string(srcShown), uid: info.uid, gid: info.gid)
+            }
             if info.links > 1 && !info.isDirectory {
                 let key = Pair(device: info.device, inode: info.inode)
                 if let first = links[key] {

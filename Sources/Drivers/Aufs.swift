@@ -97,7 +97,8 @@ public final class AufsDriver: Driver {
             chain = [parent] + p
             // The union's root is the top branch's root: it starts as the parent's looks.
             let st = try Sys.fstatat(AT_FDCWD, diffDir(parent))
-            rootAttributes = (UInt32(st.st_mode) & 0o7777, st.st_uid, st.st_gid)
+            let owner = idMap.insideOwner(uid: st.st_uid, gid: st.st_gid)  // inside the map, as implicit parents
+            rootAttributes = (UInt32(st.st_mode) & 0o7777, owner.uid, owner.gid)
         }
         let root = idMap.rootPair
         do {

@@ -48,6 +48,7 @@ public final class LayerStore: Sendable {
     /// Open (or create) a store of `driverName` at `home`. `driverOptions` are the driver's own
     /// (`vfs.*`, …). Layers left incomplete by an interrupted import are removed here.
     public init(driverName: String, home: [UInt8], driverOptions: [String: String] = [:], idMap: IDMap = .identity) throws {
+        let idMap = try StoreIDMap.settle(home: home, requested: idMap)  // validated; recorded or adopted
         switch driverName {
         case "vfs": driver = try VFSDriver(home: home + Bytes.of("/vfs"), options: driverOptions, idMap: idMap)
         case "overlay2", "overlay":

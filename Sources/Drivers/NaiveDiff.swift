@@ -97,7 +97,7 @@ extension Driver {
         var options = options
         options.whiteouts = d.whiteouts
         options.parentTemplates = d.lowers
-        if options.idMap.isIdentity { options.idMap = idMap }
+        options.idMap = try storeMap(options.idMap)
         _ = try Applier(root: d.directory, options: options).apply(reader, archive: name)
         return try Sizes.directorySize(d.directory)
     }
@@ -129,8 +129,16 @@ extension Driver {
         defer { try? put(id: id) }
         var options = options
         options.whiteouts = .plain
-        if options.idMap.isIdentity { options.idMap = idMap }
+        options.idMap = try storeMap(options.idMap)
         return try Applier(root: dir, options: options).apply(reader, archive: name)
+    }
+
+    /// An import applies under the driver's ID map, which made the layer's root: an identity
+    /// map in the options means the store's, another map than the store's is refused (the layer
+    /// would mix owners of two maps).
+    func storeMap(_ requested: IDMap) throws -> IDMap {
+        if requested.isIdentity || requested == idMap { return idMap }
+        throw DiffKitError.unusableIDMap(reason: "the import's ID map is not the one the store was opened with")
     }
 
     /// ChangesSize of the naive changes.

@@ -188,7 +188,8 @@ public final class Overlay2Driver: Driver {
             guard lower.count <= maxLowers else { throw DriverError.maxDepthExceeded(id: id, limit: maxLowers) }
             // The merged root is the diff dir's root: it starts as the parent's looks.
             let st = try Sys.fstatat(AT_FDCWD, diffDir(parent))
-            rootAttributes = (UInt32(st.st_mode) & 0o7777, st.st_uid, st.st_gid)
+            let owner = idMap.insideOwner(uid: st.st_uid, gid: st.st_gid)  // inside the map, as implicit parents
+            rootAttributes = (UInt32(st.st_mode) & 0o7777, owner.uid, owner.gid)
         }
         let root = idMap.rootPair
         let path = dir(id)

@@ -68,10 +68,11 @@ public final class VFSDriver: Driver {
                 throw SystemError("chown/chmod", path, errno: errno)
             }
             if let parentDir {
-                try TreeCopy.copy(from: parentDir, to: path, inUserNamespace: ApplyOptions.detectUserNamespace())
-                // The child's root looks like the parent's root (mode, owner, times).
+                try TreeCopy.copy(from: parentDir, to: path, inUserNamespace: ApplyOptions.detectUserNamespace(), idMap: idMap)
+                // The child's root looks like the parent's root (mode, owner inside the map, times).
                 let st = try Sys.fstatat(AT_FDCWD, parentDir)
-                _ = chown(path, st.st_uid, st.st_gid)
+                let owner = idMap.insideOwner(uid: st.st_uid, gid: st.st_gid)
+                _ = chown(path, owner.uid, owner.gid)
                 _ = chmod(path, st.st_mode & 0o7777)
             }
         } catch {

@@ -48,7 +48,9 @@ struct IDMapOptions: ParsableArguments {
     var gidMap: [String] = []
 
     func map() throws -> IDMap {
-        IDMap(uids: try uidMap.map(IDRange.init(parsing:)), gids: try gidMap.map(IDRange.init(parsing:)))
+        let map = IDMap(uids: try uidMap.map(IDRange.init(parsing:)), gids: try gidMap.map(IDRange.init(parsing:)))
+        try map.validate()
+        return map
     }
 }
 

@@ -175,21 +175,27 @@ struct MigrateCommand: ParsableCommand {
     var fromHome: String
     @Option(help: "Target driver.") var to: String
     @Option(name: .customLong("to-home"), help: "Target difftool store.") var toHome: String
+    @OptionGroup var ids: IDMapOptions
     @Flag(help: "JSON output.") var json = false
 
     func run() throws {
+        // The source's map (its files are host IDs under it) is the target's: the export maps
+        // them to container IDs, the import back, and the target's new roots and implicit
+        // parents get its root pair.
+        let map = try ids.map()
         let source: Driver
         let layers: [Migration.Layer]
         if from == "aufs" {
             let bare = (try? Sys.fstatat(AT_FDCWD, Bytes.of(fromHome + "/diff"))) != nil
                 && (try? Sys.fstatat(AT_FDCWD, Bytes.of(fromHome + "/aufs"))) == nil
-            let d = try AufsDriver(home: Bytes.of(bare ? fromHome : fromHome + "/aufs"))
+            try map.validate()
+            let d = try AufsDriver(home: Bytes.of(bare ? fromHome : fromHome + "/aufs"), idMap: map)
             (source, layers) = (d, try d.layers())
         } else {
-            let s = try LayerStore(driverName: from, home: Bytes.of(fromHome))
+            let s = try LayerStore(driverName: from, home: Bytes.of(fromHome), idMap: map)
             (source, layers) = (s.driver, try s.list().map { ($0.id, $0.parent) })
         }
-        let target = try LayerStore(driverName: to, home: Bytes.of(toHome))
+        let target = try LayerStore(driverName: to, home: Bytes.of(toHome), idMap: map)
         let r = try Migration.run(source: source, layers: layers, into: target, logger: Logger(label: "difftool"))
         try writeStdout(json ? "{\"copied\":\(r.copied.count),\"skipped\":\(r.skipped.count)}\n"
             : "copied \(r.copied.count) layers, skipped \(r.skipped.count) already in the target\n")
