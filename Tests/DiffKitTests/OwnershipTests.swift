@@ -80,9 +80,8 @@ enum OwnershipFixtures {
     /// entries, and a tar of markers in implicit parents; applied in the plain form onto a lower
     /// made under the map, and in the overlay and aufs forms into an empty upper whose implicit
     /// parents copy a lower — one made under the map and one with host IDs outside it.
-    @Test(arguments: [0, 1])
+    @Test(.requires(.root), arguments: [0, 1])
     func randomTreesStayInsideTheMap(mapIndex: Int) throws {
-        guard try Capability.root() else { return }
         let map = [Ownership.single, Ownership.multi][mapIndex]
         var failures: [String] = []
         var cleanup: [String] = []
@@ -135,8 +134,7 @@ enum OwnershipFixtures {
 
     /// Implicit parents get the root pair; with a template outside the map, each ID outside it
     /// is replaced by the root pair's (and one inside is kept); the template's mode is kept.
-    @Test func implicitParentsTakeTheRootPairOrAnOwnerInsideTheMap() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func implicitParentsTakeTheRootPairOrAnOwnerInsideTheMap() throws {
         let map = Ownership.single
         let lower = try Fixture.make([.dir("a", mode: 0o750, uid: 5, gid: 100_007), .dir("a/b", mode: 0o711, uid: 100_009, gid: 0)])
         defer { Fixture.cleanup(lower) }
@@ -154,8 +152,7 @@ enum OwnershipFixtures {
     /// Owners the map cannot take are refused, naming the entry; so are IDs that are no owner
     /// at all (4294967295 is chown's "unchanged", larger ones would be cut down to it) — with
     /// and without a map.
-    @Test func unmappableOwnersAreRefused() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func unmappableOwnersAreRefused() throws {
         for (uid, map) in [(70_000, Ownership.single), (Int(UInt32.max), IDMap.identity), (Int(UInt32.max), Ownership.single),
                            (Int(UInt32.max) + 1 + 5, Ownership.single), (Int(UInt32.max) + 1 + 5, IDMap.identity)] {
             let root = try Fixture.tempDir()

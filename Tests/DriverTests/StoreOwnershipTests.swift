@@ -44,8 +44,7 @@ enum StoreOwnership {
 @Suite(.serialized) struct StoreOwnershipTests {
     /// The report: a tar with x/y/z/file and no entries for x, x/y, x/y/z, applied under the map,
     /// made those parents 0:0 (host root). They are the mapped root pair now.
-    @Test func reportedReproduction() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func reportedReproduction() throws {
         let dir = try Fixture.tempDir("repro")
         defer { Fixture.cleanup(dir) }
         try Shell.check("cd \(dir) && mkdir -p src/x/y/z ROOT && echo hi > src/x/y/z/file && tar -C src --numeric-owner --owner=0 --group=0 -cf L.tar x/y/z/file")
@@ -69,8 +68,7 @@ enum StoreOwnership {
     /// range map, and in the overlay form under a multi-range map, onto a root whose lower content is owned inside the map:
     /// whatever the exit status, nothing in the root is owned outside the map afterwards; the
     /// plain form's status under the single map is the one EXPECTED documents.
-    @Test func hostileCorpusStaysInsideTheMap() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func hostileCorpusStaysInsideTheMap() throws {
         let base = "/tmp/dkhostile-owners"
         var failures: [String] = []
         let modes: [(String, String, IDMap, String)] = [
@@ -118,10 +116,8 @@ enum StoreOwnership {
     /// links) hold nothing outside the map; on overlay2 the merged view of the child, on a real
     /// overlay mount, hides what the whiteout device (owned by the mapped root) and the opaque
     /// directory hide, and owns nothing outside the map either.
-    @Test(arguments: ["vfs", "overlay2", "aufs"])
+    @Test(.requires(.root, .filesystem("overlay")), arguments: ["vfs", "overlay2", "aufs"])
     func storeImportUnderTheStoresMap(driver: String) throws {
-        guard try Capability.root() else { return }
-        if driver == "overlay2" { guard try Capability.kernel("overlay") else { return } }
         let dir = try Fixture.tempDir("store-owners")
         defer { Fixture.cleanup(dir) }
         try StoreOwnership.layerTars(dir)
@@ -161,8 +157,7 @@ enum StoreOwnership {
     /// A store keeps the map it was first opened with: later commands without one use it (a
     /// child's root is the mapped root's, an export maps back to container IDs), another map is
     /// refused.
-    @Test func storeRemembersItsMap() throws {
-        guard try Capability.root() else { return }
+    @Test(.requires(.root)) func storeRemembersItsMap() throws {
         let dir = try Fixture.tempDir("store-map")
         defer { Fixture.cleanup(dir) }
         try StoreOwnership.layerTars(dir)
@@ -185,9 +180,8 @@ enum StoreOwnership {
     /// imported under the map: on overlay2 and aufs the child's root and the implicit parents
     /// that copy the base's directories take the mapped root's IDs instead of host root; vfs,
     /// which would copy the base's files into the child, refuses naming an owner outside the map.
-    @Test(arguments: ["vfs", "overlay2", "aufs"])
+    @Test(.requires(.root, .filesystem("overlay")), arguments: ["vfs", "overlay2", "aufs"])
     func lowerOutsideTheMap(driver: String) throws {
-        guard try Capability.root() else { return }
         let dir = try Fixture.tempDir("store-mixed")
         defer { Fixture.cleanup(dir) }
         try StoreOwnership.layerTars(dir)
@@ -210,8 +204,7 @@ enum StoreOwnership {
 
     /// import-image under a map: every layer's own directory holds nothing outside the map,
     /// though the layer tars leave their parent directories out.
-    @Test func importImageUnderAMap() throws {
-        guard try Capability.root(), try Capability.kernel("overlay") else { return }
+    @Test(.requires(.root, .filesystem("overlay"))) func importImageUnderAMap() throws {
         let dir = try Fixture.tempDir("image-owners")
         defer { Fixture.cleanup(dir) }
         try StoreOwnership.layerTars(dir)
@@ -228,8 +221,7 @@ enum StoreOwnership {
     /// migrate under the stores' map: an aufs store made under the map, moved to overlay2, has
     /// layer roots, implicit parents and whiteout devices inside the map, and the merged view of
     /// the top layer is the source's content.
-    @Test func migrateUnderAMap() throws {
-        guard try Capability.root(), try Capability.kernel("overlay") else { return }
+    @Test(.requires(.root, .filesystem("overlay"))) func migrateUnderAMap() throws {
         let dir = try Fixture.tempDir("migrate-owners")
         defer { Fixture.cleanup(dir) }
         try StoreOwnership.layerTars(dir)
