@@ -2,7 +2,8 @@
 // layer as a plain copy. Same walker as everything else; data by reflink, then copy_file_range,
 // then read/write; hardlinks kept by (device, inode); owners, modes, xattrs, times (ns) kept;
 // directory times set after their content.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 
 #if canImport(Glibc)
 import Glibc
