@@ -6,7 +6,7 @@ let package = Package(
     name: "DiffKit",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "DiffKit", targets: ["DiffKit"]),
+        .library(name: "DiffKit", targets: ["DiffKit", "DiffKitArchive", "DiffKitSystem"]),
         .library(name: "Drivers", targets: ["Drivers"]),
         .executable(name: "difftool", targets: ["difftool"]),
     ],
@@ -16,42 +16,39 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
-        // libarchive, found through pkg-config (Debian: libarchive-dev).
-        .systemLibrary(
-            name: "CArchive", path: "Sources/ArchiveBridge/CArchive",
-            pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
-        // libselinux (Debian: libselinux1-dev), for relabelling layers where SELinux is enabled.
-        .systemLibrary(
-            name: "CSELinux", path: "Sources/ArchiveBridge/CSELinux",
-            pkgConfig: "libselinux", providers: [.apt(["libselinux1-dev"])]),
+        // The system: descriptors, *at calls, xattrs, directory reads, in-root path resolution,
+        // the shared-state primitives; the C calls Swift cannot make in CDiffKitSystem.
+        .target(name: "CDiffKitSystem"),
+        .target(
+            name: "DiffKitSystem",
+            dependencies: ["CDiffKitSystem", .product(name: "SystemPackage", package: "swift-system")]),
+        // Tar streams: reading (libarchive, any compression), the Go-format writer, tar-split
+        // records, compression and digests (libcrypto's SHA-256, a CRC-32C in CDiffKitArchive).
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         // The system's libcrypto (Debian: libssl-dev) for SHA-256 digests: its assembly (SHA-NI
         // where the CPU has it) costs nothing to build, where swift-crypto takes minutes.
-        .systemLibrary(
-            name: "CCrypto", path: "Sources/ArchiveBridge/CCrypto",
-            pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        // The few syscalls Swift cannot call (variadics, macros, missing glibc wrappers).
-        .target(name: "CDiffKitShim", path: "Sources/ArchiveBridge/CShim"),
-        .target(
-            name: "ArchiveBridge",
-            dependencies: [
-                "CArchive", "CDiffKitShim", "CSELinux", "CCrypto",
-                .product(name: "SystemPackage", package: "swift-system"),
-            ],
-            path: "Sources/ArchiveBridge/Swift"),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CDiffKitArchive"),
+        .target(name: "DiffKitArchive", dependencies: ["DiffKitSystem", "CArchive", "CCrypto", "CDiffKitArchive"]),
+        // Layers: walks, changes, the layer writer, the applier, ID maps, sizes, tree copies.
         .target(
             name: "DiffKit",
-            dependencies: ["ArchiveBridge", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Drivers", dependencies: ["DiffKit", "ArchiveBridge"]),
+            dependencies: ["DiffKitSystem", "DiffKitArchive", .product(name: "Logging", package: "swift-log")]),
+        // Storage drivers and the layer store; mounts, project quotas, btrfs ioctls and SELinux
+        // labels (libselinux, Debian: libselinux1-dev) are theirs alone.
+        .systemLibrary(name: "CSELinux", pkgConfig: "libselinux", providers: [.apt(["libselinux1-dev"])]),
+        .target(name: "CDriverSystem"),
+        .target(name: "Drivers", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "CDriverSystem", "CSELinux"]),
         .executableTarget(
             name: "difftool",
             dependencies: [
-                "DiffKit", "Drivers",
+                "DiffKit", "Drivers", "DiffKitSystem", "DiffKitArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .target(name: "TestSupport", dependencies: ["DiffKit", "ArchiveBridge"], path: "Tests/TestSupport"),
-        .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "ArchiveBridge", "TestSupport"]),
-        .testTarget(name: "DriverTests", dependencies: ["Drivers", "DiffKit", "TestSupport"]),
+        .target(name: "TestSupport", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive"], path: "Tests/TestSupport"),
+        .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport"]),
+        .testTarget(name: "DriverTests", dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport"]),
     ]
 )
 
@@ -60,7 +57,7 @@ let package = Package(
 if Context.environment["DIFFKIT_FUZZ"] == "1" {
     for name in ["FuzzTarReader", "FuzzApply"] {
         package.targets.append(.executableTarget(
-            name: name, dependencies: ["DiffKit", "ArchiveBridge"], path: "Fuzz/" + name,
+            name: name, dependencies: ["DiffKit", "DiffKitArchive", "DiffKitSystem"], path: "Fuzz/" + name,
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
     }
 }

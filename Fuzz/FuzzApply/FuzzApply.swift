@@ -1,7 +1,8 @@
 // libFuzzer target: arbitrary bytes applied into a scratch root, with plain and then overlay
 // whiteouts, beside a sentinel directory and with a symlink to it in the root (a "lower layer"
 // one); the sentinel must stay as it was and nothing may appear beside the root (a breakout traps).
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 
 #if canImport(Glibc)

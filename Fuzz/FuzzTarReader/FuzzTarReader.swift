@@ -1,6 +1,7 @@
 // libFuzzer target: arbitrary bytes through TarStream and libarchive, every entry's data read.
 // Any crash, hang or unbounded allocation is a bug; errors are the expected outcome.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 
 #if canImport(Glibc)
 import Glibc

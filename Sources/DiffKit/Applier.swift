@@ -5,7 +5,8 @@
 // openat2(RESOLVE_IN_ROOT), so `..`, absolute names and symlinks (from this layer or below)
 // cannot leave the root; the final component is always handled with *at calls that do not
 // follow it, and names are validated before anything is touched.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import Logging
 
 #if canImport(Glibc)

@@ -2,7 +2,8 @@
 // pkg/archive OverlayChanges) or an aufs diff dir (moby's pkg/archive Changes): the walk is
 // over the branch; the lower branches are only looked up at the paths the branch holds, so the
 // cost follows the size of the layer, not of the image.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 // The domain errors of DiffKit; system and archive errors keep their own types.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 
 public enum DiffKitError: Error, CustomStringConvertible, Sendable {
     /// An entry whose name or link would leave the target root.

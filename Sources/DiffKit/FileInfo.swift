@@ -1,6 +1,7 @@
 // FileInfo: what one fstatat gives about an entry, read once per inode and carried along
 // (walk → change → tar header) so nothing is stat'ed twice.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 
 #if canImport(Glibc)
 import Glibc

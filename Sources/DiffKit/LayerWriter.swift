@@ -1,6 +1,7 @@
 // LayerWriter: turns a tree, or a change list over a tree, into a layer tar. One header builder
 // for every source (full export, naive diff, native diffs), one TarWriter underneath.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import Logging
 
 #if canImport(Glibc)

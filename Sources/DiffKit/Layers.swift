@@ -1,5 +1,6 @@
 // The four jobs on plain directories, each one call: naive diff, full export, apply, sizes.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 
 public enum Layers {
     /// The naive diff of `layer` against `base` (nil: empty base → full export) as a tar on `fd`.

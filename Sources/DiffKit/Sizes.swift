@@ -1,5 +1,6 @@
 // Sizes (moby's pkg/archive ChangesSize and pkg/directory Size): ChangesSize for naive DiffSize, directory.Size for native drivers.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 
 #if canImport(Glibc)
 import Glibc

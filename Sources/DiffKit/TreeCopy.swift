@@ -3,7 +3,8 @@
 // then read/write; hardlinks kept by (device, inode); owners, modes, xattrs, times (ns) kept;
 // directory times set after their content. Under an ID map the copy makes nothing owned outside
 // it: a source entry with a uid or gid outside the map is refused, naming it.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 // The naive change source: a merge walk of two trees (moby's pkg/archive ChangesDirs),
 // with continuity's content compare for same-size files whose timestamps were truncated.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import Dispatch
 
 #if canImport(Glibc)

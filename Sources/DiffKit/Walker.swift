@@ -1,7 +1,8 @@
 // The one tree walker: openat / getdents64 / fstatat, depth-first in byte order of names,
 // each entry stat'ed exactly once. Everything that reads a tree (changes, exports, copies,
 // sizes) goes through it.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 
 #if canImport(Glibc)
 import Glibc

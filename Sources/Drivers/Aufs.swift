@@ -8,7 +8,8 @@
 // Without the aufs module (recent kernels) the store still opens: a layer's own branch is its
 // change set in aufs form, so export, changes, sizes and import need no mount; only the view of
 // a layer with parents does. With the module, get mounts the union.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Synchronization
 

@@ -5,7 +5,8 @@
 //
 // Nothing is mounted. Diffs are the naive ones, but told that a child is a snapshot: a file
 // with its parent's inode number and ctime is unchanged and is not read.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 
 #if canImport(Glibc)

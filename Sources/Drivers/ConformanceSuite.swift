@@ -1,6 +1,7 @@
 // The driver conformance suite as a library (`difftool conformance`): graphtest's scenarios
 // (moby's daemon/graphdriver/graphtest and containers/storage's drivers/graphtest) run against a fresh store of a driver, each reported pass/fail.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 
 #if canImport(Glibc)

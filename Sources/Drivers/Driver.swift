@@ -1,7 +1,8 @@
 // The driver contract (moby's graphdriver.Driver, containers/storage's drivers.Driver). A driver is "where the layer directories are";
 // the diff operations default to one shared implementation (NaiveDiff) on top of get/put,
 // which a driver with native diffs (overlay2) uses whenever its own does not apply.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 
 public protocol Driver: AnyObject, Sendable {

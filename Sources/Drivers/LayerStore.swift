@@ -1,7 +1,8 @@
 // LayerStore: what a driver does not keep itself — which layer is whose parent, which layers
 // are incomplete — plus a store lock, so imports are atomic (a failed or killed import leaves
 // no layer behind) and two processes can share one home.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Synchronization
 

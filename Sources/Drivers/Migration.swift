@@ -4,7 +4,8 @@
 // streamed through a pipe; the target writes it in its own form (for overlay2: whiteout devices
 // and opaque xattrs). The source is only read. A layer the target already has is skipped, and
 // the target's store removes a half-imported one when opened, so a stopped run resumes.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Dispatch
 import Logging

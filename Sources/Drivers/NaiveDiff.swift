@@ -2,7 +2,8 @@
 // Diff, Changes, ApplyDiff and DiffSize against a parent, through DiffKit's one walker, one tar
 // writer and one applier. Where a driver keeps a layer's own change set on disk
 // (`diffDirectory`), that directory is read instead of comparing the mounted trees.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 
 #if canImport(Glibc)

@@ -11,7 +11,8 @@
 // Diffs are native (the diff dir is the layer's change set) when the parent is the layer's
 // direct lower and the kernel passed the native-diff probe; otherwise the naive diff of the
 // mounted views, shared with every driver.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Synchronization
 

@@ -1,7 +1,8 @@
 // Size limits for layer directories with xfs project quotas (moby's quota.Control): every
 // limited layer directory gets its own project ID, inherited by all it holds, and the project
 // a block limit. Used by overlay2 (and vfs would use it the same way).
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 
 #if canImport(Glibc)

@@ -3,7 +3,8 @@
 // without one uses the recorded map (so `create`, `mount`, `export` … of a remapped store need
 // not repeat it); an open with another map is refused — its layers would mix the owners of two
 // maps, and roots and implicit parents would be outside one of them.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 
 #if canImport(Glibc)

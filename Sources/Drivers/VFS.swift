@@ -1,5 +1,6 @@
 // vfs (moby's daemon/graphdriver/vfs): every layer is a full copy of its parent under `home/dir/<id>`.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 
 #if canImport(Glibc)

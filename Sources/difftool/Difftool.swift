@@ -1,6 +1,7 @@
 // difftool: container-image layers to tar streams and back, on plain directories or a driver's store.
 import ArgumentParser
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import Logging

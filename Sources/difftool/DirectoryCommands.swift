@@ -1,7 +1,8 @@
 // Commands on plain directories: diff, changes, size, apply, tar. `changes` and `size` also take
 // a single layer id, for the store.
 import ArgumentParser
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 

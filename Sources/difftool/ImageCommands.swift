@@ -2,7 +2,8 @@
 // imported as a chain of layers. Each layer's id is its chain ID (as docker's layer store names
 // layers), so a layer already there is reused; every blob digest and every diffID is checked.
 import ArgumentParser
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 

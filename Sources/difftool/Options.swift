@@ -1,6 +1,7 @@
 // Options shared by several commands, and output plumbing.
 import ArgumentParser
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 

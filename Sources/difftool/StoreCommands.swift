@@ -1,6 +1,7 @@
 // Commands on a driver's store of layers.
 import ArgumentParser
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import Logging

@@ -1,6 +1,7 @@
 // Apply: moby's whiteout vectors, round trips diff → apply on generated trees, hardlink groups,
 // ID maps, compression, damaged archives and breakouts.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import TestSupport
 import Testing

@@ -1,5 +1,6 @@
 // Change detection: moby's ChangesDirs vectors and continuity's content rule, as tables.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import TestSupport
 import Testing

@@ -1,6 +1,7 @@
 // Native overlay diffs on a real overlay mount: the upper dir exported natively, and the naive
 // diff of the merged view, both applied onto a copy of the lower, give the merged view.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import TestSupport
 import Testing

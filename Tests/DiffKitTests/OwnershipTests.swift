@@ -2,7 +2,8 @@
 // outside the map — whatever the tar leaves out (implicit parents), whatever the lower
 // directories an implicit parent copies are owned by, in every whiteout form. Plus the maps and
 // the owners that are refused.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import TestSupport
 import Testing

@@ -1,5 +1,6 @@
 // The byte format of exports: what Go's archive/tar writes, field by field.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import TestSupport
 import Testing

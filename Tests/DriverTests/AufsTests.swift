@@ -1,6 +1,7 @@
 // aufs without its module: the seeds' unit tests that need no mount, branch changes,
 // diff/apply of aufs whiteouts, the branch-string builder, and migration to overlay2.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport

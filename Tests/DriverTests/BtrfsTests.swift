@@ -1,7 +1,8 @@
 // btrfs beyond the conformance suite, on a btrfs image on a loop device made in each test:
 // nested subvolume delete, qgroup quotas and min_space, options, init off btrfs, and the
 // snapshot shortcut of the naive diff.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport

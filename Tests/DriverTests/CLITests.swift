@@ -1,5 +1,6 @@
 // The difftool contract, through the built binary.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport

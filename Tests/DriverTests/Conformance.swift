@@ -1,5 +1,6 @@
 // The graphtest scenarios (moby's and containers/storage's graphtest), written once and run on every driver.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport

@@ -1,6 +1,7 @@
 // Nothing lost on failure: `kill -9` of an import at many points, two processes importing and
 // mounting in one store, threads taking and dropping one layer's mount.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import Dispatch
 import DiffKit
 import Drivers

@@ -1,7 +1,8 @@
 // Hostile input: the corpus in fixtures/hostile (made by its make.py) applied with the CLI in
 // three modes; whatever a tar says, nothing outside the root changes, and the exit status is the
 // documented one. Plus the byte limit.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import TestSupport
 import Testing

@@ -1,6 +1,7 @@
 // Layer identity: byte-exact re-export of tars from four writers on each driver, the regenerate
 // fallback, reproducible digests equal across drivers and runs, compressed round trips.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport

@@ -1,7 +1,8 @@
 // overlay2 beyond the shared conformance suite: moby's layout, refcounted mounts, the depth
 // limit, native diffs against naive ones on real mounts, native apply, changes from the upper
 // alone, and project quotas on a real xfs image.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport

@@ -1,6 +1,7 @@
 // Parallel pulls of images that share a base: many processes import children of one parent
 // at the same moment, on every driver. Each must succeed, and each child must hold its layer.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport

@@ -3,7 +3,8 @@
 // mounts: a whiteout device owned by the mapped root still hides) and aufs, a store whose lower
 // layer has owners outside the map, import-image and migrate. After each, a walk finds no inode
 // owned by a host ID outside the map.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport

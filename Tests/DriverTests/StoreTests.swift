@@ -1,5 +1,6 @@
 // The layer store: atomic import, parents, incomplete layers cleaned at open.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport

@@ -4,7 +4,8 @@
 // at its limit. Runs where xfs has quota support (a kernel with CONFIG_XFS_QUOTA); elsewhere it is
 // reported as skipped (allowed in Tests/ALLOWED_SKIPS), and DIFFKIT_REQUIRE_QUOTA=1 makes that a failure.
 // scripts/kernel-matrix.sh runs it under a kernel that has xfs quotas.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport

@@ -1,6 +1,7 @@
 // A real filesystem on a loop device, made inside a test (xfs with project quotas, btrfs, …).
 // `close()` unmounts and detaches; call it from a `defer` so a failing test cleans up too.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 
 #if canImport(Glibc)
 import Glibc

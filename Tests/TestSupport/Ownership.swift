@@ -1,6 +1,7 @@
 // ID maps for ownership tests, and the walk that checks them: which inodes of a tree are owned
 // by a host ID outside a map.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 // Deterministic random trees and change sets, for tests that compare two ways of doing one job.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 
 /// Deterministic generator for test trees.

@@ -14,7 +14,8 @@
 // A need is decided before the test runs, never inside it: Swift Testing 6.3 reports a case of a
 // parameterized test that calls `Test.cancel` as passed, so a test whose arguments need different
 // things is split into one test (or suite) per need instead.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import Testing
 
 #if canImport(Glibc)

@@ -1,7 +1,8 @@
 // Test support: a fixture DSL that builds trees from operations, and tree manifests that
 // compare two trees by path, type, mode, owner, size, content, link target, rdev, xattrs and
 // hardlink groups.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Testing
 

@@ -8,8 +8,9 @@
 //  - records, for a layer import, every byte that is not file content (headers, extended headers,
 //    padding, the end) plus each file's name, size and CRC-32C: the tar-split idea
 //    (as vbatts/tar-split keeps for docker), so an unchanged layer can be exported again byte for byte.
+import DiffKitSystem
 import CArchive
-import CDiffKitShim
+import CDiffKitArchive
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,6 @@
 // Thin, EINTR-safe wrappers over the syscalls DiffKit uses, working on byte paths and
 // directory descriptors. Callers get `SystemError`s that name the path.
-import CDiffKitShim
+import CDiffKitSystem
 import SystemPackage
 import Synchronization
 

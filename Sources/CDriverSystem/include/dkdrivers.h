@@ -1,39 +1,10 @@
-// dkshim: the syscalls and macros Swift cannot reach through Glibc (xattrs, makedev,
-// getdents64, openat2, copy_file_range, FICLONE, O_PATH, F_SETPIPE_SZ, the new mount API,
-// a mount from another directory, project quotas, btrfs ioctls) and a CRC-32C. Nothing else.
-#ifndef DKSHIM_H
-#define DKSHIM_H
+// dkdrivers: what only the storage drivers need and Swift cannot reach through Glibc: the new
+// mount API, a mount from another directory, project quotas and btrfs ioctls.
+#ifndef DKDRIVERS_H
+#define DKDRIVERS_H
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-long dk_getdents64(int fd, void *buf, size_t len);
-
-ssize_t dk_lgetxattr(const char *path, const char *name, void *value, size_t size);
-ssize_t dk_fgetxattr(int fd, const char *name, void *value, size_t size);
-ssize_t dk_llistxattr(const char *path, char *list, size_t size);
-ssize_t dk_flistxattr(int fd, char *list, size_t size);
-int dk_lsetxattr(const char *path, const char *name, const void *value, size_t size);
-int dk_fsetxattr(int fd, const char *name, const void *value, size_t size);
-
-uint64_t dk_makedev(uint32_t major, uint32_t minor);
-uint32_t dk_major(uint64_t dev);
-uint32_t dk_minor(uint64_t dev);
-
-// openat2(2) with RESOLVE_* flags; returns -1 and sets errno (ENOSYS where the kernel lacks it).
-int dk_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
-uint64_t dk_resolve_in_root(void);
-uint64_t dk_resolve_no_magiclinks(void);
-
-ssize_t dk_copy_file_range(int fd_in, int fd_out, size_t len);
-int dk_ficlone(int dst, int src);
-int dk_o_path(void);
-// listxattrat(2) (Linux 6.13+), not following a final symlink; -1/ENOSYS on older kernels.
-ssize_t dk_listxattrat(int dirfd, const char *name, char *list, size_t size);
-// Grow a pipe to `size` bytes (F_SETPIPE_SZ); returns the new size or -1.
-int dk_set_pipe_size(int fd, int size);
-int dk_mknodat(int dirfd, const char *path, uint32_t mode, uint64_t dev);
-int dk_statfs_type(int fd, int64_t *type);
 
 // The new mount API (Linux 5.2+): build an overlay superblock parameter by parameter, so a
 // lower-dir list is not bound by mount(2)'s one page of data (`lowerdir+` needs Linux 6.8).
@@ -74,15 +45,4 @@ int dk_btrfs_subvol_id(int fd, uint64_t *id);
 const char *dk_btrfs_build_version(void);
 int dk_btrfs_lib_version(void);
 
-// An anonymous in-memory file (memfd_create), close-on-exec.
-int dk_memfd(const char *name);
-
-// CRC-32C of `n` bytes continuing `crc` (0 to start); hardware-accelerated where possible.
-uint32_t dk_crc32c(uint32_t crc, const void *data, size_t n);
-
-// Tell ThreadSanitizer that the lock at `addr` was taken (acquire) or is about to be let go
-// (release); nothing outside a --sanitize=thread build. Swift's Synchronization.Mutex takes its
-// slow path in the kernel (futex), where the sanitizer cannot see the hand-over.
-void dk_tsan_acquire(const void *addr);
-void dk_tsan_release(const void *addr);
 #endif

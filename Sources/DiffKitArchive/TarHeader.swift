@@ -1,4 +1,5 @@
-// TarHeader: one tar entry as a value, the only shape in which entries leave ArchiveBridge.
+// TarHeader: one tar entry as a value, the only shape in which entries leave DiffKitArchive.
+import DiffKitSystem
 
 public struct Xattr: Sendable, Equatable, Hashable {
     public var name: [UInt8]

@@ -1,6 +1,6 @@
 // Shared state behind a lock: Swift's `Synchronization.Mutex`, with its hand-overs made visible
 // to ThreadSanitizer, so that CI's sanitized run reports real races and only those.
-import CDiffKitShim
+import CDiffKitSystem
 import Synchronization
 
 /// `State` that threads share, reached only with the lock held (`withLock`).

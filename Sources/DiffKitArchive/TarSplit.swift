@@ -8,7 +8,8 @@
 //   0x01 len:uvarint bytes          raw bytes (headers, extended headers, padding, the end)
 //   0x02 len:uvarint name size:uvarint crc:u32le   a file's content
 //   0x03                            end (a record without it is incomplete and never used)
-import CDiffKitShim
+import DiffKitSystem
+import CDiffKitArchive
 
 #if canImport(Glibc)
 import Glibc

@@ -6,6 +6,7 @@
 // records and atime/ctime emission differ from Go (Appendix B).
 
 #if canImport(Glibc)
+import DiffKitSystem
 import Glibc
 #endif
 

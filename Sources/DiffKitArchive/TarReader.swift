@@ -3,6 +3,7 @@
 // a TarStream (which decompresses, checks what libarchive lets through, and can record the
 // stream for a byte-exact export). Every failure becomes an ArchiveError naming the entry;
 // nothing is retried silently.
+import DiffKitSystem
 import CArchive
 
 #if canImport(Glibc)

@@ -1,0 +1,28 @@
+// A tar stream that could not be read or written: libarchive's errno and message, and the entry
+// it was on.
+
+/// A tar stream that could not be read or written.
+public struct ArchiveError: Error, CustomStringConvertible, Sendable {
+    /// The archive (file name, or "stdin"/"stdout").
+    public var archive: String
+    /// The entry being read or written when it failed, if any.
+    public var entry: String?
+    /// libarchive's errno (`archive_errno`), or 0 when the error is DiffKit's own.
+    public var errno: Int32
+    public var message: String
+
+    public init(archive: String, entry: String?, errno: Int32, message: String) {
+        self.archive = archive
+        self.entry = entry
+        self.errno = errno
+        self.message = message
+    }
+
+    public var description: String {
+        var s = archive
+        if let entry { s += ": entry \(entry)" }
+        s += ": \(message)"
+        if errno != 0 { s += " (errno \(errno))" }
+        return s
+    }
+}

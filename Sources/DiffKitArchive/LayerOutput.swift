@@ -1,0 +1,110 @@
+// Layer output: a tar stream on its way out, compressed (gzip or zstd, through libarchive's
+// filters) and digested while it streams (SHA-256 through the system's libcrypto): the
+// uncompressed digest is the layer's diffID, the compressed one its blob digest. The tar is
+// produced on the calling thread into a pipe; a second thread hashes, compresses and writes,
+// so the two cores share the work and memory stays bounded.
+import DiffKitSystem
+import CArchive
+import CCrypto
+import Dispatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What an export wrote.
+public struct LayerDigests: Sendable, Equatable {
+    /// SHA-256 of the uncompressed tar.
+    public var diffID: String
+    /// SHA-256 of the bytes written (equal to diffID when uncompressed).
+    public var digest: String
+    /// Bytes written.
+    public var size: Int64
+    /// Bytes of the uncompressed tar.
+    public var uncompressedSize: Int64
+    public var mediaType: String
+}
+
+public enum LayerOutput {
+    /// Run `produce` with a descriptor to write an uncompressed tar to; what it writes reaches
+    /// `fd` compressed as asked, and the digests are returned. Memory is bounded by the pipe.
+    public static func write(to fd: Int32, name: String, compression: Compression,
+                             progress: (@Sendable (Int64, Int) -> Void)? = nil,
+                             _ produce: (Int32) throws -> Void) throws -> LayerDigests {
+        var pipefd: [Int32] = [0, 0]
+        if pipe(&pipefd) != 0 { throw SystemError("pipe", Bytes.of(name), errno: errno) }
+        Sys.growPipe(pipefd[1])
+        let consumer = Consumer(input: pipefd[0], output: fd, name: name, compression: compression)
+        consumer.progress = progress
+        let done = DispatchSemaphore(value: 0)
+        // The consumer is handed to one other thread and read here only after `done.wait()`.
+        nonisolated(unsafe) let c = consumer
+        DispatchQueue.global().async {
+            c.run()
+            done.signal()
+        }
+        var produced: Error? = nil
+        do { try produce(pipefd[1]) } catch { produced = error }
+        Sys.close(pipefd[1])
+        done.wait()
+        Sys.close(pipefd[0])
+        if let produced { throw produced }
+        if let e = consumer.failure { throw e }
+        return consumer.digests(compression)
+    }
+
+    private final class Consumer {
+        let input: Int32
+        let output: Int32
+        let name: String
+        let compression: Compression
+        let tarHash = SHA256()
+        let blobHash = SHA256()
+        var tarBytes: Int64 = 0
+        var blobBytes: Int64 = 0
+        var failure: Error?
+        var progress: (@Sendable (Int64, Int) -> Void)?
+
+        init(input: Int32, output: Int32, name: String, compression: Compression) {
+            self.input = input
+            self.output = output
+            self.name = name
+            self.compression = compression
+        }
+
+        func run() {
+            let size = 1 << 20
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+            defer { buf.deallocate() }
+            do {
+                let emit: (UnsafeRawBufferPointer) throws -> Void = { [self] p in
+                    blobHash.update(p)
+                    blobBytes += Int64(p.count)
+                    try Sys.writeAll(output, p, shown: name)
+                }
+                let compressor = compression == .none ? nil : try Compressor(compression, name: name, sink: emit)
+                while true {
+                    let n = try Sys.read(input, buf, size, shown: Bytes.of(name))
+                    if n == 0 { break }
+                    let chunk = UnsafeRawBufferPointer(start: buf, count: n)
+                    tarHash.update(chunk)
+                    tarBytes += Int64(n)
+                    progress?(tarBytes, 0)
+                    if let compressor { try compressor.write(chunk) } else { try emit(chunk) }
+                }
+                try compressor?.finish()
+            } catch {
+                failure = error
+                // Keep reading (and dropping) so the producer is never left blocked on the pipe;
+                // the failure is reported when it is done.
+                while (try? Sys.read(input, buf, size, shown: Bytes.of(name))).map({ $0 > 0 }) ?? false {}
+            }
+        }
+
+        func digests(_ compression: Compression) -> LayerDigests {
+            let diffID = tarHash.finish()
+            let blob = compression == .none ? diffID : blobHash.finish()
+            return LayerDigests(diffID: diffID, digest: blob, size: blobBytes, uncompressedSize: tarBytes, mediaType: compression.mediaType)
+        }
+    }
+}

@@ -1,0 +1,51 @@
+// SHA-256 digests (diffIDs, blob digests) through the system's libcrypto.
+import CCrypto
+import DiffKitSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SHA-256 through libcrypto's EVP interface.
+public final class SHA256 {
+    private let ctx: OpaquePointer
+
+    public init() {
+        ctx = EVP_MD_CTX_new()
+        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public func update(_ p: UnsafeRawBufferPointer) {
+        if p.count > 0 { EVP_DigestUpdate(ctx, p.baseAddress, p.count) }
+    }
+
+    /// `sha256:<hex>`.
+    public func finish() -> String {
+        var out = [UInt8](repeating: 0, count: 32)
+        var n: UInt32 = 0
+        EVP_DigestFinal_ex(ctx, &out, &n)
+        return "sha256:" + out.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
+    /// `sha256:<hex>` of a file's content, read in 1 MiB chunks.
+    public static func ofFile(_ path: [UInt8]) throws -> String {
+        let fd = try Sys.open(path, O_RDONLY | O_CLOEXEC)
+        defer { Sys.close(fd) }
+        let h = SHA256()
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buf.deallocate() }
+        while true {
+            let n = try Sys.read(fd, buf, 1 << 20, shown: path)
+            if n == 0 { return h.finish() }
+            h.update(UnsafeRawBufferPointer(start: buf, count: n))
+        }
+    }
+
+    public static func hex(_ bytes: [UInt8]) -> String {
+        let h = SHA256()
+        bytes.withUnsafeBytes { h.update($0) }
+        return h.finish()
+    }
+}
