@@ -55,7 +55,7 @@ struct SizeCommand: ParsableCommand {
 
     func run() throws {
         let size = try target.pick(trees: { try Layers.diffSize(base: $0, layer: $1) }, layer: { try $0.size(id: $1) })
-        try writeStdout(json ? "{\"size\":\(size)}\n" : "\(size)\n")
+        try json ? writeJSON(SizeJSON(size: size)) : writeStdout("\(size)\n")
     }
 }
 
@@ -74,7 +74,7 @@ struct ApplyCommand: ParsableCommand {
         try limits.apply(to: &options)
         options.logger = .init(label: "difftool")
         let size = try withInput(input) { fd, name in try Layers.apply(root: Bytes.of(root), from: fd, name: name, options: options) }
-        try writeStdout(json ? "{\"size\":\(size)}\n" : "\(size)\n")
+        try json ? writeJSON(SizeJSON(size: size)) : writeStdout("\(size)\n")
     }
 }
 

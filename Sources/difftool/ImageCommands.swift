@@ -74,8 +74,7 @@ struct ImportImageCommand: ParsableCommand {
             parent = id
         }
         if json {
-            try writeStdout("{\"top\":\(parent.map(jsonString) ?? "null"),\"layers\":[" +
-                done.map { "{\"id\":\(jsonString($0.0)),\"diffID\":\(jsonString($0.1))}" }.joined(separator: ",") + "]}\n")
+            try writeJSON(ImageJSON(top: parent, layers: done.map { ImageJSON.Layer(id: $0.0, diffID: $0.1) }))
         } else {
             try writeStdout((parent ?? "") + "\n")
         }
@@ -257,8 +256,9 @@ struct ConformanceCommand: ParsableCommand {
         let results = try ConformanceSuite.run(driver: store.driver, home: Bytes.of(home), options: driverOptions)
         let failed = results.filter { $0.failure != nil }.count
         if json {
-            try writeStdout("{\"driver\":\(jsonString(store.driver)),\"passed\":\(results.count - failed),\"failed\":\(failed),\"scenarios\":[" +
-                results.map { "{\"name\":\(jsonString($0.name)),\"failure\":\($0.failure.map(jsonString) ?? "null")}" }.joined(separator: ",") + "]}\n")
+            try writeJSON(ConformanceJSON(
+                driver: store.driver, passed: results.count - failed, failed: failed,
+                scenarios: results.map { .init(name: $0.name, failure: $0.failure) }))
         } else {
             var out = "conformance of \(store.driver):\n"
             for r in results { out += (r.failure == nil ? "  PASS " : "  FAIL ") + r.name + (r.failure.map { "\n       " + $0 } ?? "") + "\n" }

@@ -156,41 +156,24 @@ struct LimitOptions: ParsableArguments {
     }
 }
 
-/// JSON string literal.
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case "\r": out += "\\r"
-        default:
-            if u.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16) } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
-}
-
 func printChanges(_ changes: [Change], json asJSON: Bool) throws {
     let shown = changes.filter { !$0.isLinkPeer }
-    var out = ""
     if asJSON {
-        out = "[" + shown.map { c in
-            let kind = c.kind == .add ? "A" : c.kind == .modify ? "C" : "D"
-            return "{\"kind\":\"\(kind)\",\"path\":\(jsonString("/" + Bytes.string(c.path)))}"
-        }.joined(separator: ",") + "]\n"
-    } else {
-        out.reserveCapacity(shown.count * 40)
-        for c in shown { out += c.line + "\n" }
+        try writeJSON(shown.map { c in
+            ChangeJSON(kind: c.kind == .add ? "A" : c.kind == .modify ? "C" : "D", path: "/" + Bytes.string(c.path))
+        })
+        return
     }
+    var out = ""
+    out.reserveCapacity(shown.count * 40)
+    for c in shown { out += c.line + "\n" }
     try writeStdout(out)
 }
 
+/// `Key: value` lines, or one JSON object (a later key wins over an earlier one).
 func printPairs(_ pairs: [(String, String)], json asJSON: Bool) throws {
     if asJSON {
-        try writeStdout("{" + pairs.map { "\(jsonString($0.0)):\(jsonString($0.1))" }.joined(separator: ",") + "}\n")
+        try writeJSON(Dictionary(pairs, uniquingKeysWith: { _, later in later }))
     } else {
         try writeStdout(pairs.map { "\($0.0): \($0.1)\n" }.joined())
     }
@@ -239,9 +222,9 @@ struct LayerOutputOptions: ParsableArguments {
     func report(_ d: LayerDigests?, source: ExportSource, toStdout: Bool) throws {
         guard let d else { return }
         if json {
-            let text = "{\"mediaType\":\(jsonString(d.mediaType)),\"digest\":\(jsonString(d.digest)),\"size\":\(d.size)," +
-                "\"annotations\":{\"io.diffkit.diffID\":\(jsonString(d.diffID)),\"io.diffkit.uncompressedSize\":\"\(d.uncompressedSize)\"," +
-                "\"io.diffkit.source\":\(jsonString(source == .original ? "original" : "regenerated"))}}\n"
+            let text = try JSONOutput.encode(DescriptorJSON(
+                mediaType: d.mediaType, digest: d.digest, size: d.size,
+                annotations: .init(diffID: d.diffID, uncompressedSize: "\(d.uncompressedSize)", source: source == .original ? "original" : "regenerated")))
             if toStdout { try writeStdout(text) } else { writeStderr(text) }
         } else if !progress.quiet {
             writeStderr("diffID \(d.diffID)\n" + (d.digest != d.diffID ? "digest \(d.digest) size \(d.size)\n" : "size \(d.size)\n"))

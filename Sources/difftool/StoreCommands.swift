@@ -32,7 +32,7 @@ struct UsageCommand: ParsableCommand {
 
     func run() throws {
         let u = try store.open().0.usage(id: id)
-        try writeStdout(json ? "{\"size\":\(u.size),\"inodes\":\(u.inodes)}\n" : "size: \(u.size)\ninodes: \(u.inodes)\n")
+        try json ? writeJSON(UsageJSON(size: u.size, inodes: u.inodes)) : writeStdout("size: \(u.size)\ninodes: \(u.inodes)\n")
     }
 }
 
@@ -59,7 +59,7 @@ struct ImportCommand: ParsableCommand {
             try s.importLayer(id: id, parent: parent, from: fd, name: name, options: options, createOptions: layerOptions)
         }
         progress.done()
-        try writeStdout(json ? "{\"id\":\(jsonString(id)),\"size\":\(made.size),\"diffID\":\(jsonString(made.diffID))}\n" : "\(made.size)\n")
+        try json ? writeJSON(ImportJSON(id: id, size: made.size, diffID: made.diffID)) : writeStdout("\(made.size)\n")
     }
 }
 
@@ -132,10 +132,7 @@ struct LsCommand: ParsableCommand {
     func run() throws {
         let layers = try store.open().0.list().sorted { $0.id < $1.id }
         if json {
-            try writeStdout("[" + layers.map { r in
-                "{\"id\":\(jsonString(r.id)),\"parent\":\(r.parent.map(jsonString) ?? "null")"
-                    + (r.appliedSize.map { ",\"size\":\($0)" } ?? "") + "}"
-            }.joined(separator: ",") + "]\n")
+            try writeJSON(layers.map { LayerJSON(id: $0.id, parent: $0.parent, size: $0.appliedSize) })
         } else {
             try writeStdout(layers.map { "\($0.id)\t\($0.parent ?? "-")\n" }.joined())
         }
@@ -198,7 +195,7 @@ struct MigrateCommand: ParsableCommand {
         }
         let target = try LayerStore(driverName: to, home: Bytes.of(toHome), idMap: map)
         let r = try Migration.run(source: source, layers: layers, into: target, logger: Logger(label: "difftool"))
-        try writeStdout(json ? "{\"copied\":\(r.copied.count),\"skipped\":\(r.skipped.count)}\n"
-            : "copied \(r.copied.count) layers, skipped \(r.skipped.count) already in the target\n")
+        try json ? writeJSON(MigrateJSON(copied: r.copied.count, skipped: r.skipped.count))
+            : writeStdout("copied \(r.copied.count) layers, skipped \(r.skipped.count) already in the target\n")
     }
 }
