@@ -6,6 +6,7 @@ import DiffKitArchive
 import DiffKitSystem
 import DiffKit
 import Drivers
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -89,9 +90,13 @@ struct Image {
     var diffIDs: [String]
 
     static func read(_ dir: String) throws -> Image {
-        func load(_ rel: String) throws -> JSON {
-            let text = try Sys.readFile(Bytes.of(dir + "/" + rel))
-            do { return try JSON.parse(text) } catch { throw CLIError(message: "\(dir)/\(rel): \(error)") }
+        func load<T: Decodable>(_ rel: String, as: T.Type) throws -> T {
+            let bytes = try Sys.readFile(Bytes.of(dir + "/" + rel))
+            do {
+                return try JSONDecoder().decode(T.self, from: Data(bytes))
+            } catch let e as DecodingError {
+                throw CLIError(message: "\(dir)/\(rel): \(e.reason)")
+            }
         }
         func blob(_ digest: String) throws -> String {
             let parts = digest.split(separator: ":", maxSplits: 1)
@@ -101,36 +106,33 @@ struct Image {
             return "blobs/sha256/\(parts[1])"
         }
         var image = Image(layers: [], diffIDs: [])
-        let config: JSON
+        let config: ImageConfig
         if Sys.exists(Bytes.of(dir + "/manifest.json")) {
             // docker save: [{"Config": "...", "Layers": ["<id>/layer.tar" | "blobs/sha256/..."]}]
-            guard let m = try load("manifest.json")[0], let c = m["Config"]?.string, let ls = m["Layers"]?.array else {
+            guard let m = try load("manifest.json", as: [DockerManifest].self).first, let c = m.config, let ls = m.layers else {
                 throw CLIError(message: "\(dir)/manifest.json: not a docker save manifest")
             }
-            config = try load(c)
-            for l in ls {
-                guard let file = l.string else { throw CLIError(message: "\(dir)/manifest.json: bad layer entry") }
-                image.layers.append(Layer(file: file, digest: nil))
-            }
+            config = try load(c, as: ImageConfig.self)
+            image.layers = ls.map { Layer(file: $0, digest: nil) }
         } else {
             // OCI layout: index.json → (index →) manifest → config + layers.
-            var desc = try load("index.json")["manifests"]?[0]
-            while let d = desc, let mt = d["mediaType"]?.string, mt.hasSuffix("image.index.v1+json") || mt.hasSuffix("manifest.list.v2+json") {
-                let sub = try load(try blob(d["digest"]?.string ?? ""))["manifests"]?.array ?? []
-                desc = sub.first { $0["platform"]?["architecture"]?.string == "amd64" } ?? sub.first
+            var desc = try load("index.json", as: OCIIndex.self).manifests?.first
+            while let d = desc, let mt = d.mediaType, mt.hasSuffix("image.index.v1+json") || mt.hasSuffix("manifest.list.v2+json") {
+                let sub = try load(try blob(d.digest ?? ""), as: OCIIndex.self).manifests ?? []
+                desc = sub.first { $0.platform?.architecture == "amd64" } ?? sub.first
             }
-            guard let d = desc, let md = d["digest"]?.string else { throw CLIError(message: "\(dir)/index.json: no manifest") }
-            let manifest = try load(try blob(md))
-            guard let cd = manifest["config"]?["digest"]?.string, let ls = manifest["layers"]?.array else {
+            guard let d = desc, let md = d.digest else { throw CLIError(message: "\(dir)/index.json: no manifest") }
+            let manifest = try load(try blob(md), as: OCIManifest.self)
+            guard let cd = manifest.config?.digest, let ls = manifest.layers else {
                 throw CLIError(message: "\(dir): manifest \(md) has no config or layers")
             }
-            config = try load(try blob(cd))
+            config = try load(try blob(cd), as: ImageConfig.self)
             for l in ls {
-                guard let digest = l["digest"]?.string else { throw CLIError(message: "\(dir): a layer without a digest") }
+                guard let digest = l.digest else { throw CLIError(message: "\(dir): a layer without a digest") }
                 image.layers.append(Layer(file: try blob(digest), digest: digest))
             }
         }
-        image.diffIDs = (config["rootfs"]?["diff_ids"]?.array ?? []).compactMap(\.string)
+        image.diffIDs = config.rootfs?.diffIDs ?? []
         guard image.diffIDs.count == image.layers.count else {
             throw CLIError(message: "\(dir): \(image.layers.count) layers but \(image.diffIDs.count) diff_ids in the config")
         }
@@ -138,107 +140,40 @@ struct Image {
     }
 }
 
-/// A small JSON reader (image metadata only; difftool does not link Foundation).
-enum JSON: Equatable {
-    case null, bool(Bool), number(Double), string(String), array([JSON]), object([String: JSON])
+// The parts of the image documents read, as their specifications name them; everything else in
+// them is ignored, and what is here may be missing (the reader says what it needed).
 
-    var string: String? { if case let .string(s) = self { return s } else { return nil } }
-    var array: [JSON]? { if case let .array(a) = self { return a } else { return nil } }
-    subscript(key: String) -> JSON? { if case let .object(o) = self { return o[key] } else { return nil } }
-    subscript(index: Int) -> JSON? {
-        if case let .array(a) = self, index < a.count { return a[index] } else { return nil }
+/// An OCI descriptor (in an index or a manifest).
+struct OCIDescriptor: Decodable {
+    struct Platform: Decodable { var architecture: String? }
+    var mediaType: String?
+    var digest: String?
+    var platform: Platform?
+}
+
+/// `index.json`, or an image index blob (a docker manifest list too).
+struct OCIIndex: Decodable { var manifests: [OCIDescriptor]? }
+
+/// An OCI image manifest.
+struct OCIManifest: Decodable {
+    var config: OCIDescriptor?
+    var layers: [OCIDescriptor]?
+}
+
+/// One image of a `docker save` archive's `manifest.json`.
+struct DockerManifest: Decodable {
+    var config: String?
+    var layers: [String]?
+    enum CodingKeys: String, CodingKey { case config = "Config", layers = "Layers" }
+}
+
+/// The image configuration: its layers' diffIDs, in order.
+struct ImageConfig: Decodable {
+    struct RootFS: Decodable {
+        var diffIDs: [String]?
+        enum CodingKeys: String, CodingKey { case diffIDs = "diff_ids" }
     }
-
-    struct ParseError: Error, CustomStringConvertible { var description: String }
-
-    static func parse(_ bytes: [UInt8]) throws -> JSON {
-        var i = 0
-        let v = try value(bytes, &i)
-        skip(bytes, &i)
-        if i != bytes.count { throw ParseError(description: "trailing bytes at \(i)") }
-        return v
-    }
-
-    private static func skip(_ b: [UInt8], _ i: inout Int) {
-        while i < b.count, [0x20, 0x09, 0x0A, 0x0D].contains(b[i]) { i += 1 }
-    }
-
-    private static func value(_ b: [UInt8], _ i: inout Int) throws -> JSON {
-        skip(b, &i)
-        guard i < b.count else { throw ParseError(description: "unexpected end") }
-        switch b[i] {
-        case UInt8(ascii: "{"):
-            i += 1
-            var o: [String: JSON] = [:]
-            skip(b, &i)
-            if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
-            while true {
-                skip(b, &i)
-                guard case let .string(k) = try value(b, &i) else { throw ParseError(description: "object key at \(i)") }
-                skip(b, &i)
-                guard i < b.count, b[i] == UInt8(ascii: ":") else { throw ParseError(description: "':' expected at \(i)") }
-                i += 1
-                o[k] = try value(b, &i)
-                skip(b, &i)
-                guard i < b.count else { throw ParseError(description: "unexpected end") }
-                if b[i] == UInt8(ascii: ",") { i += 1; continue }
-                if b[i] == UInt8(ascii: "}") { i += 1; return .object(o) }
-                throw ParseError(description: "',' or '}' expected at \(i)")
-            }
-        case UInt8(ascii: "["):
-            i += 1
-            var a: [JSON] = []
-            skip(b, &i)
-            if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; return .array(a) }
-            while true {
-                a.append(try value(b, &i))
-                skip(b, &i)
-                guard i < b.count else { throw ParseError(description: "unexpected end") }
-                if b[i] == UInt8(ascii: ",") { i += 1; continue }
-                if b[i] == UInt8(ascii: "]") { i += 1; return .array(a) }
-                throw ParseError(description: "',' or ']' expected at \(i)")
-            }
-        case UInt8(ascii: "\""):
-            i += 1
-            var s: [UInt8] = []
-            while i < b.count, b[i] != UInt8(ascii: "\"") {
-                if b[i] == UInt8(ascii: "\\"), i + 1 < b.count {
-                    i += 1
-                    switch b[i] {
-                    case UInt8(ascii: "n"): s.append(0x0A)
-                    case UInt8(ascii: "t"): s.append(0x09)
-                    case UInt8(ascii: "r"): s.append(0x0D)
-                    case UInt8(ascii: "b"): s.append(0x08)
-                    case UInt8(ascii: "f"): s.append(0x0C)
-                    case UInt8(ascii: "u"):
-                        guard i + 4 < b.count, let u = UInt32(String(decoding: b[(i + 1)...(i + 4)], as: UTF8.self), radix: 16) else {
-                            throw ParseError(description: "bad \\u escape at \(i)")
-                        }
-                        s += Array(String(Unicode.Scalar(u).map(Character.init) ?? "?").utf8)
-                        i += 4
-                    default: s.append(b[i])
-                    }
-                } else {
-                    s.append(b[i])
-                }
-                i += 1
-            }
-            guard i < b.count else { throw ParseError(description: "unterminated string") }
-            i += 1
-            return .string(String(decoding: s, as: UTF8.self))
-        case UInt8(ascii: "t"): i += 4; return .bool(true)
-        case UInt8(ascii: "f"): i += 5; return .bool(false)
-        case UInt8(ascii: "n"): i += 4; return .null
-        default:
-            let start = i
-            while i < b.count, b[i] == UInt8(ascii: "-") || b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: ".")
-                    || b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") || (b[i] >= 0x30 && b[i] <= 0x39) { i += 1 }
-            guard i > start, let d = Double(String(decoding: b[start..<i], as: UTF8.self)) else {
-                throw ParseError(description: "unexpected byte at \(start)")
-            }
-            return .number(d)
-        }
-    }
+    var rootfs: RootFS?
 }
 
 struct ConformanceCommand: ParsableCommand {
