@@ -14,7 +14,7 @@ struct DiffCommand: ParsableCommand {
     @OptionGroup var profile: ProfileOption
 
     func run() throws {
-        let options = try profile.exportOptions()
+        let options = profile.exportOptions()
         try FileOutput.with(output) { fd, name in
             try Layers.diff(base: Bytes.of(base), layer: Bytes.of(layer), to: fd, name: name, options: options)
         }
@@ -70,8 +70,8 @@ struct ApplyCommand: ParsableCommand {
     @Flag(help: "JSON output.") var json = false
 
     func run() throws {
-        var options = ApplyOptions(idMap: try ids.map(), whiteouts: try whiteouts.form())
-        try limits.apply(to: &options)
+        var options = ApplyOptions(idMap: try ids.map(), whiteouts: whiteouts.form)
+        limits.apply(to: &options)
         options.logger = .init(label: "difftool")
         let size = try withInput(input) { fd, name in try Layers.apply(root: Bytes.of(root), from: fd, name: name, options: options) }
         try json ? writeJSON(SizeJSON(size: size)) : writeStdout("\(size)\n")
@@ -86,8 +86,8 @@ struct TarCommand: ParsableCommand {
     @OptionGroup var profile: ProfileOption
 
     func run() throws {
-        let options = try profile.exportOptions()
-        let form = try whiteouts.form()
+        let options = profile.exportOptions()
+        let form = whiteouts.form
         try FileOutput.with(output) { fd, name in
             try Layers.export(directory: Bytes.of(dir), to: fd, name: name, options: options, whiteouts: form)
         }

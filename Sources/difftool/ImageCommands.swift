@@ -188,14 +188,14 @@ struct ConformanceCommand: ParsableCommand {
         let home = store.homePath + "/conformance-\(getpid())"
         if Sys.exists(Bytes.of(home)) { throw CLIError(message: "\(home) exists") }
         defer { try? removeTree(AT_FDCWD, Bytes.of(home)) }
-        let results = try ConformanceSuite.run(driver: store.driver, home: Bytes.of(home), options: driverOptions)
+        let results = try ConformanceSuite.run(driver: store.driver.rawValue, home: Bytes.of(home), options: driverOptions)
         let failed = results.filter { $0.failure != nil }.count
         if json {
             try writeJSON(ConformanceJSON(
-                driver: store.driver, passed: results.count - failed, failed: failed,
+                driver: store.driver.rawValue, passed: results.count - failed, failed: failed,
                 scenarios: results.map { .init(name: $0.name, failure: $0.failure) }))
         } else {
-            var out = "conformance of \(store.driver):\n"
+            var out = "conformance of \(store.driver.rawValue):\n"
             for r in results { out += (r.failure == nil ? "  PASS " : "  FAIL ") + r.name + (r.failure.map { "\n       " + $0 } ?? "") + "\n" }
             out += "\(results.count - failed) passed, \(failed) failed\n"
             try writeStdout(out)

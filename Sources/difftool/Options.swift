@@ -10,8 +10,8 @@ import Glibc
 #endif
 
 struct StoreOptions: ParsableArguments {
-    @Option(help: "Storage driver: vfs, overlay2, btrfs or aufs.")
-    var driver: String = "vfs"
+    @Option(help: "Storage driver.")
+    var driver: DriverChoice = .vfs
 
     @Option(help: "Store directory (default: $XDG_DATA_HOME/difftool, else ~/.local/share/difftool).")
     var home: String?
@@ -38,7 +38,7 @@ struct StoreOptions: ParsableArguments {
 
     func open(idMap: IDMap = .identity) throws -> (LayerStore, [String: String]) {
         let (d, l) = try split()
-        return (try LayerStore(driverName: driver, home: Bytes.of(homePath), driverOptions: d, idMap: idMap), l)
+        return (try LayerStore(driverName: driver.rawValue, home: Bytes.of(homePath), driverOptions: d, idMap: idMap), l)
     }
 }
 
@@ -60,28 +60,20 @@ struct WhiteoutOption: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Whiteout form of the directory: plain (deletions are absent files), overlay (an overlay upper: 0/0 devices and the opaque xattr), aufs (.wh. files kept).",
         valueName: "form"))
-    var whiteouts: String = "plain"
+    var whiteouts: WhiteoutChoice = .plain
     @Flag(help: "Same as --whiteouts overlay.") var overlay = false
     @Flag(help: "With overlay: the upper uses user.overlay.* xattrs (userxattr) instead of trusted.overlay.*.")
     var userxattr = false
 
-    func form() throws -> WhiteoutForm {
-        switch overlay ? "overlay" : whiteouts {
-        case "plain": return .plain
-        case "overlay": return .overlay(xattrPrefix: userxattr ? "user." : "trusted.")
-        case "aufs": return .aufs
-        default: throw CLIError(message: "--whiteouts: expected plain, overlay or aufs")
-        }
-    }
+    var form: WhiteoutForm { (overlay ? .overlay : whiteouts).form(userxattr: userxattr) }
 }
 
 struct ProfileOption: ParsableArguments {
     @Option(help: "Header profile: moby (type bits in mode, user/group names) or containerd.")
-    var profile: String = "moby"
+    var profile: ProfileChoice = .moby
 
-    func exportOptions(idMap: IDMap = .identity) throws -> ExportOptions {
-        guard let p = HeaderProfile(rawValue: profile) else { throw CLIError(message: "--profile: expected moby or containerd") }
-        return ExportOptions(idMap: idMap, profile: p)
+    func exportOptions(idMap: IDMap = .identity) -> ExportOptions {
+        ExportOptions(idMap: idMap, profile: profile.profile)
     }
 }
 
@@ -147,12 +139,10 @@ func withInput<R>(_ path: String?, _ body: (Int32, String) throws -> R) throws -
 /// `--max-bytes SIZE`: the most file data an apply may write.
 struct LimitOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Refuse a layer whose file data exceeds SIZE (e.g. 20G; default: no limit).", valueName: "size"))
-    var maxBytes: String?
+    var maxBytes: ByteCount?
 
-    func apply(to options: inout ApplyOptions) throws {
-        guard let maxBytes else { return }
-        guard let n = parseSize(maxBytes) else { throw ValidationError("--max-bytes: '\(maxBytes)' is not a size") }
-        options.maxBytes = Int64(clamping: n)
+    func apply(to options: inout ApplyOptions) {
+        if let maxBytes { options.maxBytes = maxBytes.bytes }
     }
 }
 
@@ -181,8 +171,8 @@ func printPairs(_ pairs: [(String, String)], json asJSON: Bool) throws {
 
 /// How an exported layer leaves: compression, reproducibility, digests, progress.
 struct LayerOutputOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Compression: none, gzip[:1-9], zstd[:1-22].", valueName: "kind[:level]"))
-    var compress: String = "none"
+    @Option(help: ArgumentHelp("Compression, with a level for gzip (1-9) or zstd (1-22).", valueName: "kind[:level]"))
+    var compress = CompressionChoice(.none)
     @Flag(help: "Reproducible output: the trees compared, mtimes clamped to --source-date-epoch (or SOURCE_DATE_EPOCH, or 0), no user/group names.")
     var reproducible = false
     @Option(help: ArgumentHelp("The time --reproducible clamps mtimes to.", valueName: "seconds"))
@@ -190,11 +180,6 @@ struct LayerOutputOptions: ParsableArguments {
     @Flag(help: "Do not compute digests (an uncompressed tar is then written directly).") var noDigest = false
     @Flag(help: "Print the digests as an OCI descriptor (JSON).") var json = false
     @OptionGroup var progress: ProgressOption
-
-    func compression() throws -> Compression {
-        guard let c = Compression(parsing: compress) else { throw ValidationError("--compress: expected none, gzip[:1-9] or zstd[:1-22]") }
-        return c
-    }
 
     func apply(to options: inout ExportOptions) throws {
         guard reproducible else { return }
@@ -204,7 +189,7 @@ struct LayerOutputOptions: ParsableArguments {
 
     /// Write through `body` to `-o FILE` or stdout, compressed and digested as asked.
     func write(_ output: String?, _ body: (Int32, String) throws -> Void) throws -> LayerDigests? {
-        let c = try compression()
+        let c = compress.compression
         var digests: LayerDigests? = nil
         try FileOutput.with(output) { fd, name in
             if noDigest && c == .none {

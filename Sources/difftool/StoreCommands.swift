@@ -52,7 +52,7 @@ struct ImportCommand: ParsableCommand {
         let map = try ids.map()
         let (s, layerOptions) = try store.open(idMap: map)
         var options = ApplyOptions(idMap: map)
-        try limits.apply(to: &options)
+        limits.apply(to: &options)
         options.logger = .init(label: "difftool")
         options.onProgress = progress.reporter(verb: "importing")
         let made = try withInput(input) { fd, name in
@@ -84,7 +84,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         let (s, _) = try store.open()
-        var options = try profile.exportOptions()
+        var options = profile.exportOptions()
         try layerOutput.apply(to: &options)
         var source = ExportSource.regenerated(reason: nil)
         let digests = try layerOutput.write(output) { fd, name in
@@ -168,10 +168,10 @@ struct MigrateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
         abstract: "Copy every layer of one store into another driver's store (parents first; resumable; the source is only read).")
-    @Option(help: "Source driver (aufs, vfs, overlay2, btrfs).") var from: String
+    @Option(help: "Source driver.") var from: DriverChoice
     @Option(name: .customLong("from-home"), help: "Source home: a difftool store, or for aufs also a bare aufs directory such as /var/lib/docker/aufs.")
     var fromHome: String
-    @Option(help: "Target driver.") var to: String
+    @Option(help: "Target driver.") var to: DriverChoice
     @Option(name: .customLong("to-home"), help: "Target difftool store.") var toHome: String
     @OptionGroup var ids: IDMapOptions
     @Flag(help: "JSON output.") var json = false
@@ -183,17 +183,17 @@ struct MigrateCommand: ParsableCommand {
         let map = try ids.map()
         let source: Driver
         let layers: [Migration.Layer]
-        if from == "aufs" {
+        if from == .aufs {
             let bare = (try? Sys.fstatat(AT_FDCWD, Bytes.of(fromHome + "/diff"))) != nil
                 && (try? Sys.fstatat(AT_FDCWD, Bytes.of(fromHome + "/aufs"))) == nil
             try map.validate()
             let d = try AufsDriver(home: Bytes.of(bare ? fromHome : fromHome + "/aufs"), idMap: map)
             (source, layers) = (d, try d.layers())
         } else {
-            let s = try LayerStore(driverName: from, home: Bytes.of(fromHome), idMap: map)
+            let s = try LayerStore(driverName: from.rawValue, home: Bytes.of(fromHome), idMap: map)
             (source, layers) = (s.driver, try s.list().map { ($0.id, $0.parent) })
         }
-        let target = try LayerStore(driverName: to, home: Bytes.of(toHome), idMap: map)
+        let target = try LayerStore(driverName: to.rawValue, home: Bytes.of(toHome), idMap: map)
         let r = try Migration.run(source: source, layers: layers, into: target, logger: Logger(label: "difftool"))
         try json ? writeJSON(MigrateJSON(copied: r.copied.count, skipped: r.skipped.count))
             : writeStdout("copied \(r.copied.count) layers, skipped \(r.skipped.count) already in the target\n")
