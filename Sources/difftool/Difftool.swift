@@ -29,21 +29,17 @@ struct Difftool: ParsableCommand {
 
     static func main() {
         LoggingSystem.bootstrap { _ in StderrLogHandler() }
+        var command: any ParsableCommand
         do {
-            var command = try parseAsRoot(hoistingStoreOptions(Array(CommandLine.arguments.dropFirst())))
-            try command.run()
-        } catch let e as DiffKitError {
-            fail(e.description)
-        } catch let e as SystemError {
-            fail(e.description)
-        } catch let e as ArchiveError {
-            fail(e.description)
-        } catch let e as DriverError {
-            fail(e.description)
-        } catch let e as CLIError {
-            fail(e.message)
+            command = try parseAsRoot(hoistingStoreOptions(Array(CommandLine.arguments.dropFirst())))
         } catch {
+            // A bad command line (or --help): ArgumentParser's message and usage, exit 64 (0).
             exit(withError: error)
+        }
+        do {
+            try command.run()
+        } catch {
+            fail(error)
         }
     }
 
@@ -69,14 +65,30 @@ struct Difftool: ParsableCommand {
         return [args[i]] + leading + args[(i + 1)...]
     }
 
-    static func fail(_ message: String) -> Never {
+    /// The one error handler: whatever a command throws ends here. A half-written `-o` file is
+    /// removed; ArgumentParser's own errors (`ValidationError` from `validate` or `run`, an
+    /// `ExitCode` a command chose, `--help`) are reported as it reports them (a usage error
+    /// exits 64); every other error is one line naming the file or entry (the libraries' errors
+    /// and `CLIError` say which), exit 1.
+    static func fail(_ error: any Error) -> Never {
         FileOutput.cleanupPending()
-        writeStderr("difftool: error: \(message)\n")
+        if isArgumentParsers(error) { exit(withError: error) }
+        writeStderr("difftool: error: \(error)\n")
         Glibc.exit(1)
+    }
+
+    /// An error of ArgumentParser's: its public ones, and the internal one its help command throws.
+    static func isArgumentParsers(_ error: any Error) -> Bool {
+        error is ValidationError || error is ExitCode || error is CleanExit
+            || String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
     }
 }
 
-struct CLIError: Error { var message: String }
+/// A failure the command line itself finds: its message names the file or the option.
+struct CLIError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
 
 func writeStderr(_ s: String) {
     var s = s
