@@ -13,8 +13,12 @@ import Logging
 import Glibc
 #endif
 
+/// How an ``Applier`` writes a layer: the ID map, the whiteout form of the target, limits,
+/// where implicit parents take their attributes from, logging and progress.
 public struct ApplyOptions: Sendable {
+    /// Container → host map for the entries' owners; ``IDMap/identity`` keeps them as they are.
     public var idMap: IDMap = .identity
+    /// The form deletions and opaque directories take in the target directory.
     public var whiteouts: WhiteoutForm = .plain
     /// Where a parent directory the stream does not carry is made, it takes the mode and owner
     /// of the same directory in the first of these trees that has it (the lower dirs, nearest
@@ -28,15 +32,18 @@ public struct ApplyOptions: Sendable {
     /// beyond it the apply fails. nil: no limit. A compressed or sparse layer can promise far
     /// more than its input's size, and this is what keeps it from filling the disk.
     public var maxBytes: Int64? = nil
+    /// Where warnings go (skipped xattrs, devices skipped in a user namespace).
     public var logger: Logger = Logger(label: "diffkit")
     /// Called after each entry with (bytes read, entries applied), for a progress line.
     public var onProgress: (@Sendable (Int64, Int) -> Void)? = nil
 
+    /// Options with an ID map and a whiteout form; the rest keep their defaults.
     public init(idMap: IDMap = .identity, whiteouts: WhiteoutForm = .plain) {
         self.idMap = idMap
         self.whiteouts = whiteouts
     }
 
+    /// Whether this process runs in a user namespace (its uid map is not the full identity).
     public static func detectUserNamespace() -> Bool {
         guard let text = try? Sys.readFile(Bytes.of("/proc/self/uid_map")) else { return false }
         let fields = String(decoding: text, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
@@ -44,6 +51,8 @@ public struct ApplyOptions: Sendable {
     }
 }
 
+/// Writes a layer tar into a directory, safely against hostile archives: every path is resolved
+/// inside the root, whiteouts are applied, owners mapped. One applier per target directory.
 public final class Applier {
     private let root: [UInt8]
     private let rootfd: Int32
@@ -79,6 +88,8 @@ public final class Applier {
     private static let whOpaque = Bytes.of(".wh..wh..opq")
     private static let whPlnk = Bytes.of(".wh..wh.plnk")
 
+    /// An applier for the existing directory `root`. Throws `DiffKitError.unusableIDMap` for a map
+    /// the ownership rule cannot hold under, or a `SystemError` when `root` cannot be opened.
     public init(root: [UInt8], options: ApplyOptions = ApplyOptions()) throws {
         try options.idMap.validate()
         self.root = root

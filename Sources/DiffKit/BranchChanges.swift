@@ -9,6 +9,8 @@ import DiffKitSystem
 import Glibc
 #endif
 
+/// Changes of a layer read from its own branch (an overlay upper dir or an aufs diff dir),
+/// looking paths up in the lower branches only where the branch has them.
 public enum BranchChanges {
     static let wh = Bytes.of(".wh.")
     static let whMeta = Bytes.of(".wh..wh.")

@@ -1,9 +1,12 @@
 // A change between a layer and its parent, delivered in path order (parents first), which is
 // the order a layer tar is written and applied in.
 
+/// One change between a layer and its parent: added, modified or deleted, at a relative path.
 public struct Change: Sendable, Equatable {
+    /// Added (`A`), modified (`C`) or deleted (`D`).
     public enum Kind: Sendable, Equatable { case add, modify, delete }
 
+    /// What happened to the path.
     public var kind: Kind
     /// Relative path in the layer, no leading `/`.
     public var path: [UInt8]
@@ -13,6 +16,7 @@ public struct Change: Sendable, Equatable {
     /// link so the group stays a group (as containerd does), but not a change to report.
     public var isLinkPeer: Bool = false
 
+    /// A change of `kind` at the relative `path`, with the entry's stat when it exists in the layer.
     public init(_ kind: Kind, _ path: [UInt8], info: FileInfo? = nil, isLinkPeer: Bool = false) {
         self.kind = kind
         self.path = path

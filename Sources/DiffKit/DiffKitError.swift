@@ -2,12 +2,17 @@
 import DiffKitArchive
 import DiffKitSystem
 
+/// The errors of walking, diffing, applying and mapping owners; each names the entry or path.
 public enum DiffKitError: Error, CustomStringConvertible, Sendable {
     /// An entry whose name or link would leave the target root.
     case breakout(entry: String, reason: String)
+    /// A whiteout entry that is refused (`.wh.`, `.wh..`, `.wh...`, or one that names no valid path).
     case invalidWhiteout(entry: String, reason: String)
+    /// An entry whose owner (container IDs) the ID map cannot take to host IDs.
     case unmappedID(entry: String, uid: Int, gid: Int)
+    /// An entry that cannot be applied: a non-directory naming the root, a hardlink to itself, …
     case unsupportedEntry(entry: String, reason: String)
+    /// An ID map range that is not `CONTAINER:HOST:SIZE`.
     case invalidIDMap(String)
     /// A map under which the ownership rule cannot hold (see `IDMap.validate`).
     case unusableIDMap(reason: String)
@@ -18,6 +23,7 @@ public enum DiffKitError: Error, CustomStringConvertible, Sendable {
     /// A failure while applying an entry: the entry, and what went wrong.
     case applyFailed(archive: String, entry: String, underlying: String)
 
+    /// One line naming the entry or path and the reason.
     public var description: String {
         switch self {
         case let .breakout(e, r): return "entry \(e): refused, it would leave the root (\(r))"

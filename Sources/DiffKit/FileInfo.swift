@@ -7,29 +7,46 @@ import DiffKitSystem
 import Glibc
 #endif
 
+/// What one `fstatat` tells about an entry: type, mode, owner, size, times, inode and device.
 public struct FileInfo: Sendable, Equatable {
+    /// The type of a file.
     public enum Kind: Sendable, Equatable {
+        /// Regular file, directory, symbolic link, character or block device, fifo or socket.
         case regular, directory, symlink, characterDevice, blockDevice, fifo, socket
     }
 
+    /// The type of the entry.
     public var kind: Kind
     /// Permission and suid/sgid/sticky bits (07777).
     public var permissions: UInt32
+    /// Owner user ID (host ID, as stored on disk).
     public var uid: UInt32
+    /// Owner group ID (host ID, as stored on disk).
     public var gid: UInt32
+    /// Size in bytes (for a symlink, the length of its target).
     public var size: Int64
+    /// Modification time, seconds since the epoch.
     public var mtime: Int64
+    /// Nanoseconds of the modification time.
     public var mtimeNanoseconds: Int32
+    /// Access time, seconds since the epoch.
     public var atime: Int64
+    /// Nanoseconds of the access time.
     public var atimeNanoseconds: Int32
     /// Status change time: moves with every change to the inode (data, owner, mode, xattrs, links).
     public var ctime: Int64
+    /// Nanoseconds of the status change time.
     public var ctimeNanoseconds: Int32
+    /// Inode number.
     public var inode: UInt64
+    /// Device of the filesystem holding the entry.
     public var device: UInt64
+    /// Number of hard links.
     public var links: UInt64
+    /// Device number a character or block device stands for (0 otherwise).
     public var rdev: UInt64
 
+    /// The information of a `stat` result.
     public init(_ st: stat) {
         switch st.st_mode & S_IFMT {
         case S_IFDIR: kind = .directory
@@ -56,6 +73,7 @@ public struct FileInfo: Sendable, Equatable {
         rdev = UInt64(st.st_rdev)
     }
 
+    /// Whether the entry is a directory.
     public var isDirectory: Bool { kind == .directory }
 
     /// `S_IFMT` type bits of the kind, for comparing full modes.
@@ -84,8 +102,10 @@ public struct FileInfo: Sendable, Equatable {
 
 /// Byte-path helpers. Layer paths are relative (`a/b`), bytes, never with a leading `/`.
 public enum LayerPath {
+    /// The path separator byte, `/`.
     public static let slash = UInt8(ascii: "/")
 
+    /// `dir/name`, or `name` alone when `dir` is empty (the root).
     public static func join(_ dir: [UInt8], _ name: [UInt8]) -> [UInt8] {
         dir.isEmpty ? name : dir + [slash] + name
     }

@@ -8,10 +8,15 @@
 // directory's owner only where that owner is inside the map. `validate()` refuses the maps
 // under which that cannot hold.
 
+/// One range of an ID map: `size` IDs from `containerID` in the container are `hostID`… on the host.
 public struct IDRange: Sendable, Equatable {
+    /// The first ID of the range inside the container.
     public var containerID: UInt32
+    /// The host ID that `containerID` maps to.
     public var hostID: UInt32
+    /// Number of IDs in the range (at least 1).
     public var size: UInt32
+    /// A range of `size` IDs from `containerID` (container) to `hostID` (host).
     public init(containerID: UInt32, hostID: UInt32, size: UInt32) {
         self.containerID = containerID
         self.hostID = hostID
@@ -31,12 +36,18 @@ public struct IDRange: Sendable, Equatable {
     var lastHostID: UInt64 { UInt64(hostID) + UInt64(size) - 1 }
 }
 
+/// Container ↔ host ID maps for user namespaces: applies map container → host, exports
+/// host → container. Without ranges (``identity``) IDs pass unchanged.
 public struct IDMap: Sendable, Equatable {
+    /// The uid ranges (empty: uids are not mapped).
     public var uids: [IDRange]
+    /// The gid ranges (empty: gids are not mapped).
     public var gids: [IDRange]
 
+    /// No map: every ID is its own host ID.
     public static let identity = IDMap(uids: [], gids: [])
 
+    /// A map of these uid and gid ranges; check it with ``validate()`` before use.
     public init(uids: [IDRange] = [], gids: [IDRange] = []) {
         self.uids = uids
         self.gids = gids
@@ -76,6 +87,7 @@ public struct IDMap: Sendable, Equatable {
 
     /// Whether a host ID is inside the map (every ID is, without a map).
     public func containsHost(uid: UInt32) -> Bool { isIdentity || Self.map(uid, uids, toHost: false) != nil }
+    /// Whether a host gid is inside the map (every gid is, without a map).
     public func containsHost(gid: UInt32) -> Bool { isIdentity || Self.map(gid, gids, toHost: false) != nil }
 
     /// A host owner kept where it is inside the map; an ID outside it becomes the mapped root's

@@ -26,8 +26,12 @@ public enum WhiteoutForm: Sendable, Equatable {
     case aufs
 }
 
+/// How a ``LayerWriter`` fills headers: the ID map, the header profile, whiteout times,
+/// reproducible output and logging.
 public struct ExportOptions: Sendable {
+    /// Host → container map for the owners written into headers.
     public var idMap: IDMap = .identity
+    /// moby's or containerd's way of filling the mode field and user/group names.
     public var profile: HeaderProfile = .moby
     /// mtime of naive-diff whiteouts; moby uses the time of the export.
     public var whiteoutTime: Int64
@@ -36,8 +40,10 @@ public struct ExportOptions: Sendable {
     public var reproducibleTime: Int64? = nil {
         didSet { if let t = reproducibleTime { whiteoutTime = t } }
     }
+    /// Where warnings go (attributes or entries that cannot be exported).
     public var logger: Logger
 
+    /// Options with an ID map, a header profile and a whiteout time (seconds; nil: now).
     public init(idMap: IDMap = .identity, profile: HeaderProfile = .moby, whiteoutTime: Int64? = nil,
                 logger: Logger = Logger(label: "diffkit")) {
         self.idMap = idMap
@@ -49,7 +55,10 @@ public struct ExportOptions: Sendable {
     }
 }
 
+/// Writes a tree, or the changes of a tree, as a layer tar in the byte format of Go's
+/// `archive/tar`, with deletions as `.wh.` whiteouts and hardlinks kept as links.
 public final class LayerWriter {
+    /// The tar writer the entries go to (its `bytesWritten` is the size of the tar so far).
     public let tar: TarWriter
     private let root: [UInt8]
     private let options: ExportOptions
@@ -59,6 +68,7 @@ public final class LayerWriter {
     /// Entries written.
     public private(set) var entries = 0
 
+    /// A writer of the files below `root` (the layer's directory) into `tar`.
     public init(tar: TarWriter, root: [UInt8], options: ExportOptions) {
         self.tar = tar
         self.root = root

@@ -2,6 +2,7 @@
 import DiffKitArchive
 import DiffKitSystem
 
+/// The four jobs on plain directories, one call each: naive diff, full export, apply, DiffSize.
 public enum Layers {
     /// The naive diff of `layer` against `base` (nil: empty base → full export) as a tar on `fd`.
     @discardableResult

@@ -6,6 +6,7 @@ import DiffKitSystem
 import Glibc
 #endif
 
+/// Sizes of layers: the DiffSize of a change list and the disk use of a directory, in bytes.
 public enum Sizes {
     /// Bytes of added and modified non-directories (symlinks by target length), each inode once.
     public static func changesSize(_ changes: [Change]) -> Int64 {
@@ -39,6 +40,7 @@ public enum Sizes {
 /// and ctime (ctime moves with any change of content or metadata, and cannot be set back), so
 /// an equal stamp means nothing was changed, added or removed since it was taken.
 public enum TreeStamp {
+    /// The stamp of the tree below `root`, as a hex string; throws a `SystemError` if it cannot be walked.
     public static func of(_ root: [UInt8]) throws -> String {
         var h: UInt64 = 0xcbf29ce484222325
         func mix(_ v: UInt64) {

@@ -10,6 +10,7 @@ import DiffKitSystem
 import Glibc
 #endif
 
+/// A full copy of a tree that keeps owners, modes, xattrs, hardlinks and times (ns).
 public enum TreeCopy {
     /// Copy everything below `source` into the existing directory `destination`. With an ID map
     /// (the store's), every owner met must be a host ID inside it.

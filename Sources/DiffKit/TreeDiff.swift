@@ -8,6 +8,7 @@ import Dispatch
 import Glibc
 #endif
 
+/// The naive change source: the changes between two directory trees, found by comparing them.
 public enum TreeDiff {
     /// Changes that turn `base` into `layer`, sorted in path order. `base == nil` means an
     /// empty parent: everything in `layer` is added. `snapshots`: `layer` is a btrfs snapshot of

@@ -17,7 +17,9 @@ public struct WalkDir: Sendable {
     /// Absolute path, for the calls that need one (xattrs) and for messages.
     public let absolute: [UInt8]
 
+    /// The relative path of entry `name` of this directory.
     public func child(_ name: [UInt8]) -> [UInt8] { LayerPath.join(path, name) }
+    /// The absolute path of entry `name` of this directory.
     public func absoluteChild(_ name: [UInt8]) -> [UInt8] { absolute + [LayerPath.slash] + name }
 
     /// The layer xattrs of entry `name` of this directory.
@@ -26,7 +28,9 @@ public struct WalkDir: Sendable {
     }
 }
 
+/// Depth-first walks of a directory tree in name-byte order, one `fstatat` per entry.
 public enum Walker {
+    /// What a walk does after visiting a directory: go into it or skip it.
     public enum Step { case descend, skip }
 
     /// Open a directory for walking (follows a symlink only for the root itself).
@@ -34,6 +38,7 @@ public enum Walker {
         try Sys.open(path, O_RDONLY | O_DIRECTORY)
     }
 
+    /// Open directory `name` of `dir` for walking, without following a symlink.
     public static func openChild(_ dir: WalkDir, _ name: [UInt8]) throws -> Int32 {
         try Sys.openat(dir.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, shown: dir.absoluteChild(name))
     }
@@ -51,6 +56,7 @@ public enum Walker {
         try walk(WalkDir(fd: fd, path: [], absolute: root), visit: visit, leave: leave)
     }
 
+    /// Walk everything below the open directory `dir`, as ``walk(root:visit:leave:)`` does.
     public static func walk(
         _ dir: WalkDir,
         visit: (WalkDir, [UInt8], FileInfo) throws -> Step,

@@ -9,8 +9,10 @@ public struct ArchiveError: Error, CustomStringConvertible, Sendable {
     public var entry: String?
     /// libarchive's errno (`archive_errno`), or 0 when the error is DiffKit's own.
     public var errno: Int32
+    /// What went wrong, in words.
     public var message: String
 
+    /// An error reading or writing `archive`, at `entry` if any.
     public init(archive: String, entry: String?, errno: Int32, message: String) {
         self.archive = archive
         self.entry = entry
@@ -18,6 +20,7 @@ public struct ArchiveError: Error, CustomStringConvertible, Sendable {
         self.message = message
     }
 
+    /// `ARCHIVE: entry ENTRY: MESSAGE (errno N)`, one line.
     public var description: String {
         var s = archive
         if let entry { s += ": entry \(entry)" }

@@ -1,8 +1,12 @@
 // The compressions a layer blob may have, with their OCI media types.
 
+/// The compression of a layer blob: none, gzip or zstd, each with its level.
 public enum Compression: Sendable, Equatable {
+    /// The plain tar.
     case none
+    /// gzip at `level` 1–9 (6 by default), without a timestamp in its header.
     case gzip(level: Int)
+    /// zstd at `level` 1–22 (3 by default).
     case zstd(level: Int)
 
     /// `none`, `gzip`, `gzip:9`, `zstd`, `zstd:19`.

@@ -61,6 +61,7 @@ public final class Compressor {
         throw ArchiveError(archive: name, entry: nil, errno: archive_errno(archive), message: msg)
     }
 
+    /// Compress `p`; compressed bytes reach the sink as they come. Throws an ``ArchiveError`` or the sink's error.
     public func write(_ p: UnsafeRawBufferPointer) throws {
         var off = 0
         while off < p.count {
@@ -70,6 +71,7 @@ public final class Compressor {
         }
     }
 
+    /// Flush the rest and end the compressed stream. Throws an ``ArchiveError`` or the sink's error.
     public func finish() throws {
         try check(archive_write_close(archive))
     }

@@ -22,9 +22,11 @@ public struct LayerDigests: Sendable, Equatable {
     public var size: Int64
     /// Bytes of the uncompressed tar.
     public var uncompressedSize: Int64
+    /// The OCI media type of what was written (see ``Compression/mediaType``).
     public var mediaType: String
 }
 
+/// Writes a tar stream compressed as asked while computing its diffID and blob digest.
 public enum LayerOutput {
     /// Run `produce` with a descriptor to write an uncompressed tar to; what it writes reaches
     /// `fd` compressed as asked, and the digests are returned. Memory is bounded by the pipe.

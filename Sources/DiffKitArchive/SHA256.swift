@@ -10,6 +10,7 @@ import Glibc
 public final class SHA256 {
     private let ctx: OpaquePointer
 
+    /// A new digest.
     public init() {
         ctx = EVP_MD_CTX_new()
         EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
@@ -17,6 +18,7 @@ public final class SHA256 {
 
     deinit { EVP_MD_CTX_free(ctx) }
 
+    /// Add bytes to the digest.
     public func update(_ p: UnsafeRawBufferPointer) {
         if p.count > 0 { EVP_DigestUpdate(ctx, p.baseAddress, p.count) }
     }
@@ -43,6 +45,7 @@ public final class SHA256 {
         }
     }
 
+    /// `sha256:<hex>` of a byte array.
     public static func hex(_ bytes: [UInt8]) -> String {
         let h = SHA256()
         bytes.withUnsafeBytes { h.update($0) }

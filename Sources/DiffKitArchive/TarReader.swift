@@ -10,6 +10,8 @@ import CArchive
 import Glibc
 #endif
 
+/// A streaming reader of a tar in any flavour (V7, USTAR, PAX, GNU) and compression (none, gzip,
+/// zstd, xz, bzip2, detected from the bytes); every failure throws an ``ArchiveError`` naming the entry.
 public final class TarReader {
     private let archive: OpaquePointer
     private let entry: OpaquePointer

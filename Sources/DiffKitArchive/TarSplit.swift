@@ -15,11 +15,15 @@ import CDiffKitArchive
 import Glibc
 #endif
 
+/// Tar-split records: what an import keeps so an unchanged layer can be exported again byte for byte.
 public enum TarSplit {
     static let magic = Bytes.of("DKTS1\n")
 
+    /// One piece of a recorded tar, in stream order.
     public enum Segment: Equatable {
+        /// Bytes that are not file content (headers, extended headers, padding, the end), verbatim.
         case raw([UInt8])
+        /// A file's content: its name as stored, its size in bytes and its CRC-32C.
         case file(name: [UInt8], size: Int64, crc: UInt32)
     }
 }
@@ -34,6 +38,7 @@ public final class TarSplitWriter: TarStreamRecorder {
     /// Why the stream cannot be reproduced, if it cannot.
     public private(set) var invalidReason: String?
 
+    /// A recorder writing a zstd-compressed record to `fd`; `name` is what errors call it.
     public init(fd: Int32, name: String) throws {
         compressor = try Compressor(.zstd(level: 3), name: name) { p in try Sys.writeAll(fd, p, shown: name) }
         buffer = TarSplit.magic
@@ -61,6 +66,7 @@ public final class TarSplitWriter: TarStreamRecorder {
         try flushBuffer()
     }
 
+    /// Record bytes that are not file content.
     public func raw(_ bytes: UnsafeRawBufferPointer) throws {
         pendingRaw.append(contentsOf: bytes)
         if pendingRaw.count >= 1 << 16 { try flushRaw() }
@@ -76,6 +82,8 @@ public final class TarSplitWriter: TarStreamRecorder {
         return h.finalize()
     }
 
+    /// Note an entry's name; a name repeated after its content, or whited out in the same layer,
+    /// makes the record unusable.
     public func entry(name: [UInt8]) {
         guard invalidReason == nil else { return }
         if fileNames.contains(Self.key(name)) {
@@ -90,6 +98,7 @@ public final class TarSplitWriter: TarStreamRecorder {
         }
     }
 
+    /// A file's content of `size` bytes follows.
     public func beginFile(name: [UInt8], size: Int64) throws {
         fileNames.insert(Self.key(name))
         try flushRaw()
@@ -97,6 +106,7 @@ public final class TarSplitWriter: TarStreamRecorder {
         currentSize = size
     }
 
+    /// Record the file's CRC-32C, once its content has passed.
     public func endFile(crc: UInt32) throws {
         buffer.append(0x02)
         varint(UInt64(currentName.count))
@@ -106,6 +116,7 @@ public final class TarSplitWriter: TarStreamRecorder {
         try flushBuffer()
     }
 
+    /// Mark the record unusable for `reason` (the first reason is kept).
     public func invalidate(_ reason: String) {
         if invalidReason == nil { invalidReason = reason }
     }
@@ -127,6 +138,7 @@ public final class TarSplitReader {
     private var position = 0
     private var ended = false
 
+    /// Read a record from `fd`; throws an ``ArchiveError`` when it is not a tar-split record.
     public init(fd: Int32, name: String) throws {
         input = try RawInput(fd: fd, name: name)
         self.name = name
@@ -197,7 +209,9 @@ public final class TarSplitReader {
     }
 }
 
+/// CRC-32C (Castagnoli), the checksum a tar-split record keeps of each file's content.
 public enum CRC32C {
+    /// `crc` updated with the bytes of `p` (start with 0).
     public static func update(_ crc: UInt32, _ p: UnsafeRawBufferPointer) -> UInt32 {
         p.count == 0 ? crc : dk_crc32c(crc, p.baseAddress, p.count)
     }

@@ -30,6 +30,8 @@ public protocol TarStreamRecorder: AnyObject {
     func invalidate(_ reason: String)
 }
 
+/// The decompressed bytes of a tar on their way to the parser, checked block by block for what
+/// libarchive would let through, digested and recorded when asked.
 public final class TarStream {
     /// Extended headers (PAX records, GNU long names) larger than this are refused.
     public static let maxExtendedHeader = 1 << 20
@@ -39,6 +41,7 @@ public final class TarStream {
     private let input: RawInput
     private let ownFd: Int32
     private let name: String
+    /// Where the stream reports its pieces for a tar-split record, when set.
     public var recorder: TarStreamRecorder?
     /// SHA-256 of every byte read (the layer's diffID), when set.
     public var digest: SHA256?
@@ -492,6 +495,7 @@ public final class RawInput {
     /// The input is compressed (a filter besides the plain read).
     public var isCompressed: Bool { archive_filter_count(archive) > 1 }
 
+    /// Open `fd` and detect its compression; throws an ``ArchiveError`` when it cannot be read.
     public init(fd: Int32, name: String) throws {
         guard let a = archive_read_new() else {
             throw ArchiveError(archive: name, entry: nil, errno: ENOMEM, message: "cannot allocate a reader")

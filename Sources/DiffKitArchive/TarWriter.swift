@@ -10,6 +10,8 @@ import DiffKitSystem
 import Glibc
 #endif
 
+/// Writes tar entries in the byte format of Go's `archive/tar` (USTAR, PAX where needed, SCHILY
+/// xattrs, a 1024-byte trailer) to a descriptor, buffered.
 public final class TarWriter {
     private let fd: Int32
     private let archiveName: String
@@ -27,6 +29,7 @@ public final class TarWriter {
     /// Called with every chunk as it leaves, e.g. to compute a digest while streaming.
     public var observer: ((UnsafeRawBufferPointer) -> Void)?
 
+    /// A writer to `fd`; `name` is what errors call the archive.
     public init(fd: Int32, name: String, typeBitsInMode: Bool = true) {
         self.fd = fd
         self.archiveName = name
@@ -308,6 +311,7 @@ public final class TarWriter {
         return (dir.first == UInt8(ascii: "/") ? [UInt8(ascii: "/")] : []) + joined
     }
 
+    /// The bytes of one PAX record `len key=value\n`; public for the tests.
     public static func paxRecordForTests(_ k: [UInt8], _ v: [UInt8]) -> [UInt8] { paxRecord(k, v) }
 
     static func paxRecord(_ k: [UInt8], _ v: [UInt8]) -> [UInt8] {

@@ -8,7 +8,10 @@ import Synchronization
 import Glibc
 #endif
 
+/// The system calls DiffKit makes, on byte paths and descriptors; failures throw a ``SystemError``
+/// that names the path (the `shown` argument where one is given).
 public enum Sys {
+    /// `AT_SYMLINK_NOFOLLOW`, for the `*at` calls that take flags.
     public static let atSymlinkNoFollow = AT_SYMLINK_NOFOLLOW
     /// O_PATH: a descriptor that only names a place, for *at calls.
     public static let oPath = dk_o_path()
@@ -32,6 +35,8 @@ public enum Sys {
         }
     }
 
+    /// Open `path` with `open(2)` flags (and `mode` when creating); returns the descriptor.
+    /// Throws a ``SystemError`` naming the path.
     public static func open(_ path: [UInt8], _ flags: Int32, mode: mode_t = 0) throws -> Int32 {
         try openat(AT_FDCWD, path, flags, mode: mode, shown: path)
     }
@@ -119,6 +124,7 @@ public enum Sys {
         return (r, r < 0 ? errno : 0)
     }
 
+    /// Close a descriptor, ignoring the result.
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
     /// A descriptor of an in-memory file holding `data`, positioned at its start (to feed a
@@ -136,6 +142,8 @@ public enum Sys {
         (try? lstatIfExists(AT_FDCWD, path)) != nil
     }
 
+    /// The `stat` of `name` in `dirfd`, not following a final symlink; throws a ``SystemError``
+    /// naming `shown` (or `name`).
     public static func fstatat(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> stat {
         var st = stat()
         let r = withCString(name) { n in retry { Glibc.fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) } }
@@ -153,12 +161,14 @@ public enum Sys {
         throw SystemError("lstat", shown() ?? name, errno: e)
     }
 
+    /// The `stat` of an open descriptor; throws a ``SystemError`` naming `shown`.
     public static func fstat(_ fd: Int32, shown: [UInt8]) throws -> stat {
         var st = stat()
         if retry({ Glibc.fstat(fd, &st) }) != 0 { throw SystemError("fstat", shown, errno: errno) }
         return st
     }
 
+    /// The target of symlink `name` in `dirfd`, of any length; throws a ``SystemError``.
     public static func readlinkat(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> [UInt8] {
         var size = 256
         while true {
@@ -184,6 +194,7 @@ public enum Sys {
         }
     }
 
+    /// Write all of `buf` at byte `offset` of `fd`, retrying short writes; throws a ``SystemError``.
     public static func pwriteAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, at offset: Int64, shown: [UInt8]) throws {
         var off = 0
         while off < buf.count {
@@ -217,8 +228,11 @@ public enum Sys {
 
     /// A directory entry as getdents64 gives it: no stat.
     public struct DirEntry: Sendable {
+        /// The entry's name (bytes, no `/`).
         public var name: [UInt8]
+        /// The entry's inode number.
         public var ino: UInt64
+        /// The entry's `DT_*` type (`DT_UNKNOWN` where the filesystem does not tell).
         public var type: UInt8
     }
 
@@ -324,19 +338,26 @@ public enum Sys {
         return r == 0 ? 0 : errno
     }
 
+    /// A device number from its major and minor parts.
     public static func makedev(_ major: UInt32, _ minor: UInt32) -> UInt64 { dk_makedev(major, minor) }
+    /// The major part of a device number.
     public static func major(_ dev: UInt64) -> UInt32 { dk_major(dev) }
+    /// The minor part of a device number.
     public static func minor(_ dev: UInt64) -> UInt32 { dk_minor(dev) }
 
+    /// Make device, fifo or socket node `name` in `dirfd`; returns 0, or the errno on failure.
     public static func mknodat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32, dev: UInt64) -> Int32 {
         let r = withCString(name) { n in dk_mknodat(dirfd, n, mode, dev) }
         return r == 0 ? 0 : errno
     }
 
+    /// `copy_file_range(2)` of up to `count` bytes at both descriptors' offsets; returns the bytes
+    /// copied, 0 at end of file, -1 on failure (see `errno`).
     public static func copyFileRange(from: Int32, to: Int32, count: Int) -> Int {
         dk_copy_file_range(from, to, count)
     }
 
+    /// Share `src`'s data with `dst` (the `FICLONE` reflink ioctl); false where the filesystem cannot.
     public static func ficlone(dst: Int32, src: Int32) -> Bool { dk_ficlone(dst, src) == 0 }
 
     /// When `fd` is a pipe, let it hold `size` bytes, so a writer of large chunks does not stall
@@ -347,6 +368,7 @@ public enum Sys {
         _ = dk_set_pipe_size(fd, size)
     }
 
+    /// The `f_type` magic number of the filesystem holding `fd` (`fstatfs(2)`), nil on failure.
     public static func filesystemType(_ fd: Int32) -> Int64? {
         var t: Int64 = 0
         return dk_statfs_type(fd, &t) == 0 ? t : nil

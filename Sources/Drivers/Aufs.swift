@@ -17,9 +17,14 @@ import Synchronization
 import Glibc
 #endif
 
+/// The aufs driver: each layer a branch directory (`diff/ID`, deletions as `.wh.` files), its
+/// ancestors listed in `layers/ID`, mounted as a union only when viewed with parents.
 public final class AufsDriver: Driver {
+    /// `aufs`.
     public let name = "aufs"
+    /// The driver's directory (`diff`, `layers`, `mnt` below it).
     public let home: [UInt8]
+    /// The store's ID map; new layer roots are owned by its root pair.
     public let idMap: IDMap
     /// The kernel has aufs (listed in /proc/filesystems).
     public let moduleLoaded: Bool
@@ -79,10 +84,12 @@ public final class AufsDriver: Driver {
 
     // MARK: create / remove
 
+    /// Create layer `id` on `parent` (an empty branch; same as ``createReadWrite(id:parent:options:)``).
     public func create(id: String, parent: String?, options: [String: String]) throws {
         try createReadWrite(id: id, parent: parent, options: options)
     }
 
+    /// Create layer `id` on `parent`: an empty branch and its list of ancestors. Takes no options.
     public func createReadWrite(id: String, parent: String?, options: [String: String]) throws {
         try validate(id: id)
         if let k = options.keys.first {
@@ -130,12 +137,15 @@ public final class AufsDriver: Driver {
         }
     }
 
+    /// Whether layer `id` has a branch in this store.
     public func exists(id: String) -> Bool {
         (try? validate(id: id)) != nil && (try? Sys.fstatat(AT_FDCWD, layersFile(id))) != nil
     }
 
     // MARK: get / put
 
+    /// The layer's view: its branch when it has no parents, else the union mounted at `mnt/ID`
+    /// (throws `DriverError.notSupported` without the aufs module).
     public func get(id: String) throws -> [UInt8] {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
@@ -148,10 +158,12 @@ public final class AufsDriver: Driver {
         return try mounts.acquire(id, mounter)
     }
 
+    /// Whether the layer's view needs no new mount (no parents) or is mounted now.
     public func isMounted(id: String) -> Bool {
         (try? parents(id).isEmpty) ?? false || Sys.isMountPoint(mountPoint(id))
     }
 
+    /// Release one reference taken by ``get(id:)``; the last one unmounts the union.
     public func put(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
@@ -184,6 +196,7 @@ public final class AufsDriver: Driver {
 
     // MARK: status
 
+    /// Name/value pairs for `difftool status`: home, backing filesystem, layer count, `dirperm1`, module.
     public func status() -> [(String, String)] {
         let layers = home + Bytes.of("/layers")
         let count = (try? Sys.open(layers, O_RDONLY | O_DIRECTORY)).map { fd -> Int in
@@ -197,6 +210,7 @@ public final class AufsDriver: Driver {
         ]
     }
 
+    /// The layer's directories: `DiffDir`, `MountPoint` and, with parents, `Parents`.
     public func metadata(id: String) throws -> [String: String] {
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         var m = ["DiffDir": Bytes.string(diffDir(id)), "MountPoint": Bytes.string(mountPoint(id))]
@@ -205,10 +219,12 @@ public final class AufsDriver: Driver {
         return m
     }
 
+    /// Unmount every layer this process mounted.
     public func cleanup() throws { try mounts.releaseAll(mounter) }
 
     // MARK: diffs
 
+    /// The layer's branch, its `.wh.` whiteout form, and its parents' branches, nearest first.
     public func branch(id: String) throws -> LayerDiffDirectory? {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }

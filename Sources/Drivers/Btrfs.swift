@@ -13,15 +13,21 @@ import DiffKit
 import Glibc
 #endif
 
+/// The btrfs driver: each layer a subvolume `subvolumes/ID`, a child a writable snapshot of its
+/// parent, sizes limited with qgroup quotas.
 public final class BtrfsDriver: Driver {
+    /// `btrfs`.
     public let name = "btrfs"
+    /// The driver's directory, which must be on btrfs.
     public let home: [UInt8]
+    /// The store's ID map; new layer roots are owned by its root pair.
     public let idMap: IDMap
     /// `btrfs.min_space`: the smallest size a layer may be limited to; setting it turns quotas on.
     let minSpace: UInt64?
     /// Whether quotas are on, once known.
     private let quotaOn = Locked<Bool?>(nil)
 
+    /// Always true: a child is a snapshot of its parent.
     public var layersAreSnapshots: Bool { true }
 
     /// Driver options: `btrfs.min_space=SIZE`; `btrfs.mountopt` and anything else are refused.
@@ -100,10 +106,12 @@ public final class BtrfsDriver: Driver {
 
     // MARK: create / remove
 
+    /// Create layer `id`: a new subvolume, or a snapshot of `parent`'s; option `size` sets a quota.
     public func create(id: String, parent: String?, options: [String: String]) throws {
         try make(id: id, parent: parent, options: options)
     }
 
+    /// The same as ``create(id:parent:options:)``: every btrfs layer is writable.
     public func createReadWrite(id: String, parent: String?, options: [String: String]) throws {
         try make(id: id, parent: parent, options: options)
     }
@@ -162,6 +170,7 @@ public final class BtrfsDriver: Driver {
         }
     }
 
+    /// Remove the layer's subvolume, the subvolumes made inside it, and its qgroup.
     public func remove(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
@@ -224,6 +233,7 @@ public final class BtrfsDriver: Driver {
         }
     }
 
+    /// Whether layer `id` has a subvolume in this store.
     public func exists(id: String) -> Bool {
         (try? validate(id: id)) != nil && (try? Sys.fstatat(AT_FDCWD, subvolume(id))) != nil
     }
@@ -244,6 +254,7 @@ public final class BtrfsDriver: Driver {
     /// Nothing is mounted: nothing to release.
     public func put(id: String) throws {}
 
+    /// Name/value pairs for `difftool status`: btrfs-progs versions, quota state, min space.
     public func status() -> [(String, String)] {
         var s = [("Build Version", Btrfs.buildVersion), ("Library Version", String(Btrfs.libraryVersion))]
         s.append(("Quota", String((try? quotaEnabled()) ?? false)))
@@ -251,6 +262,7 @@ public final class BtrfsDriver: Driver {
         return s
     }
 
+    /// The layer's subvolume (`Dir`) and its quota size (`QuotaSize`) if it has one.
     public func metadata(id: String) throws -> [String: String] {
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         var m = ["Dir": Bytes.string(subvolume(id))]

@@ -8,9 +8,14 @@ import DiffKit
 import Glibc
 #endif
 
+/// The driver conformance scenarios (create, snapshot, changes, sizes, diff and apply, deep
+/// chains, errors, removal), run against a fresh store of a built-in driver.
 public enum ConformanceSuite {
+    /// The outcome of one scenario.
     public struct Result: Sendable {
+        /// The scenario's title.
         public var name: String
+        /// Why it failed; nil when it passed.
         public var failure: String?
     }
 

@@ -5,25 +5,38 @@ import DiffKitArchive
 import DiffKitSystem
 import DiffKit
 
+/// A storage driver: where layer directories live and how a layer is made on its parent,
+/// viewed, released and removed. The diff operations come from a shared default implementation.
 public protocol Driver: AnyObject, Sendable {
     /// `vfs`, `overlay2`, `btrfs`, `aufs`.
     var name: String { get }
+    /// The driver's own directory, below the store's home.
     var home: [UInt8] { get }
     /// Owner of layer roots (the ID map's root pair).
     var idMap: IDMap { get }
 
+    /// Create an empty read-only layer `id` on `parent` (nil: a base layer). Throws a
+    /// ``DriverError`` for a bad id, a missing parent, an existing layer or an unknown option.
     func create(id: String, parent: String?, options: [String: String]) throws
+    /// Create a writable layer `id` on `parent` (nil: a base layer); throws as ``create(id:parent:options:)``.
     func createReadWrite(id: String, parent: String?, options: [String: String]) throws
+    /// Remove layer `id` and everything the driver keeps for it.
     func remove(id: String) throws
     /// The layer's root directory, ready to read (mounted if needed); reference counted.
     func get(id: String) throws -> [UInt8]
+    /// Release one reference taken by ``get(id:)`` (the last one unmounts, where the driver mounts).
     func put(id: String) throws
     /// Whether the layer's view is there without a new mount: always, for a driver that does
     /// not mount (vfs, btrfs) or a layer that needs none; otherwise whether it is mounted now.
     func isMounted(id: String) -> Bool
+    /// Whether layer `id` exists in this driver's directory.
     func exists(id: String) -> Bool
+    /// Name/value pairs describing the driver here, for `difftool status`.
     func status() -> [(String, String)]
+    /// The layer's directories and settings by name, for `difftool metadata`; throws
+    /// `DriverError.layerNotFound` for an unknown layer.
     func metadata(id: String) throws -> [String: String]
+    /// Release what this process holds (mounts) before the driver is dropped.
     func cleanup() throws
 
     /// The layer's own change set against `parent`, where the driver keeps one on disk (an
@@ -52,17 +65,23 @@ public protocol Driver: AnyObject, Sendable {
 
 /// What `readWriteDiskUsage` reports: bytes (each inode once) and the number of inodes.
 public struct DiskUsage: Sendable, Equatable {
+    /// Bytes of the files, each inode once.
     public var size: Int64
+    /// Number of distinct inodes, directories included.
     public var inodes: Int64
 }
 
 /// A directory holding exactly what a layer changed: its deletions in `whiteouts` form, over
 /// `lowers` (the directories below it, nearest first).
 public struct LayerDiffDirectory: Sendable {
+    /// The directory that holds the layer's changes.
     public var directory: [UInt8]
+    /// The form its deletions and opaque directories take.
     public var whiteouts: WhiteoutForm
+    /// The directories below it, nearest first.
     public var lowers: [[UInt8]]
 
+    /// A change set in `directory` with deletions in `whiteouts` form, over `lowers`.
     public init(directory: [UInt8], whiteouts: WhiteoutForm, lowers: [[UInt8]]) {
         self.directory = directory
         self.whiteouts = whiteouts
@@ -70,23 +89,36 @@ public struct LayerDiffDirectory: Sendable {
     }
 }
 
+/// The errors of drivers and the layer store; each names the layer, driver or option.
 public enum DriverError: Error, CustomStringConvertible {
+    /// A driver name that is not one of ``LayerStore/drivers``.
     case unknownDriver(String)
+    /// An option the driver does not know or a value it refuses.
     case invalidOption(driver: String, key: String, reason: String)
+    /// No layer of that id.
     case layerNotFound(String)
+    /// A layer of that id exists already.
     case layerExists(String)
+    /// An id that cannot be a directory name (letters, digits, `.`, `_` and `-` only).
     case invalidID(String)
+    /// The parent named for a new layer does not exist.
     case parentNotFound(id: String, parent: String)
+    /// A layer's parent chain leads back to it.
     case parentLoop(String)
+    /// The driver cannot work here (wrong filesystem, missing kernel module, …).
     case notSupported(driver: String, reason: String)
+    /// A layer would have more lower layers than the driver can mount.
     case maxDepthExceeded(id: String, limit: Int)
+    /// The mount data of a layer does not fit the kernel's limit.
     case mountDataTooLarge(id: String, length: Int)
+    /// A removal was asked with an empty id.
     case emptyID
     /// Another process holds the layer (an import, an export, a removal in flight).
     case busy(id: String, reason: String)
     /// A byte-exact export found a file whose content is no longer the imported one.
     case changedSinceImport(id: String, path: String)
 
+    /// One line naming the layer, driver or option and the reason.
     public var description: String {
         switch self {
         case let .unknownDriver(n): return "unknown driver '\(n)' (known: \(LayerStore.drivers.joined(separator: ", ")))"

@@ -10,8 +10,12 @@ import Synchronization
 import Glibc
 #endif
 
+/// What the store keeps about a layer besides the driver's files: its parent, template,
+/// applied size, diffID and tree stamp.
 public struct LayerRecord: Sendable, Equatable {
+    /// The layer's id.
     public var id: String
+    /// The parent's id; nil for a base layer.
     public var parent: String?
     /// Bytes applied at import (Σ header sizes), when the layer was imported.
     public var appliedSize: Int64?
@@ -35,14 +39,20 @@ public enum ExportSource: Sendable, Equatable {
 /// What an import made: the layer, the bytes its files take (the applied size) and the diffID
 /// (SHA-256 of the uncompressed tar).
 public struct LayerImport: Sendable, Equatable {
+    /// The new layer's id.
     public var id: String
+    /// The applied size in bytes (see ``Driver/applyDiff(id:from:name:options:)``).
     public var size: Int64
+    /// `sha256:<hex>` of the uncompressed tar that was imported.
     public var diffID: String
 }
 
+/// A store of layers on one driver: parents, records and locks beside the driver's files, so
+/// imports are atomic and several processes can share one home.
 public final class LayerStore: Sendable {
     /// The drivers a store can be opened with.
     public static let drivers = ["vfs", "overlay2", "btrfs", "aufs"]
+    /// The driver the layers are kept on.
     public let driver: Driver
     let meta: [UInt8]
 
@@ -110,6 +120,7 @@ public final class LayerStore: Sendable {
     func tarSplitPath(_ id: String) -> [UInt8] { meta + Bytes.of("/" + id + ".tar-split") }
     func incompletePath(_ id: String) -> [UInt8] { meta + Bytes.of("/" + id + ".incomplete") }
 
+    /// The record of layer `id`; throws `DriverError.layerNotFound` if there is none.
     public func record(_ id: String) throws -> LayerRecord {
         try validate(id: id)
         guard let text = try? Sys.readFile(recordPath(id)) else { throw DriverError.layerNotFound(id) }
@@ -134,6 +145,7 @@ public final class LayerStore: Sendable {
         try writeFileAtomically(recordPath(r.id), Bytes.of(text))
     }
 
+    /// The records of every complete layer in the store.
     public func list() throws -> [LayerRecord] {
         let fd = try Sys.open(meta, O_RDONLY | O_DIRECTORY)
         defer { Sys.close(fd) }
@@ -398,6 +410,7 @@ public final class LayerStore: Sendable {
         }
     }
 
+    /// The changes of layer `id` against its parent, in path order.
     public func changes(id: String) throws -> [Change] {
         try reading(id) {
             let r = try record(id)
@@ -405,6 +418,7 @@ public final class LayerStore: Sendable {
         }
     }
 
+    /// The size in bytes of layer `id`'s changes against its parent (DiffSize).
     public func size(id: String) throws -> Int64 {
         try reading(id) {
             let r = try record(id)
@@ -428,6 +442,8 @@ public final class LayerStore: Sendable {
         if n > 0 { try writeFileAtomically(path, Bytes.of("\(n)\n")) } else { _ = Sys.withCString(path) { unlink($0) } }
     }
 
+    /// The directory of layer `id`'s view, mounted if the driver mounts; counted across processes,
+    /// so each call needs an ``unmount(id:)``.
     public func mount(id: String) throws -> [UInt8] {
         try reading(id) {
             _ = try record(id)
@@ -443,6 +459,7 @@ public final class LayerStore: Sendable {
         }
     }
 
+    /// Drop one ``mount(id:)`` of layer `id`; the last one unmounts.
     public func unmount(id: String) throws {
         try reading(id) {
             _ = try record(id)

@@ -14,13 +14,17 @@ import Logging
 import Glibc
 #endif
 
+/// Moves the layers of one driver's store into another store, parents first, each exported
+/// from the source as its change set and imported into the target.
 public enum Migration {
     /// A layer of the source: its id and parent.
     public typealias Layer = (id: String, parent: String?)
 
     /// What one run did.
     public struct Report: Sendable {
+        /// The ids of the layers imported into the target.
         public var copied: [String] = []
+        /// The ids of the layers the target already had.
         public var skipped: [String] = []
     }
 

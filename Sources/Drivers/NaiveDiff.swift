@@ -11,12 +11,18 @@ import Glibc
 #endif
 
 extension Driver {
+    /// Default: nil, the mounted trees are compared.
     public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? { nil }
+    /// Default: nil, the tar is applied to the mounted layer.
     public func applyDirectory(id: String) throws -> LayerDiffDirectory? { nil }
+    /// Default: nil, the driver keeps no branches.
     public func branch(id: String) throws -> LayerDiffDirectory? { nil }
+    /// Default: false, a child's files are not snapshots of its parent's.
     public var layersAreSnapshots: Bool { false }
+    /// Default: true, the driver does not mount.
     public func isMounted(id: String) -> Bool { true }
 
+    /// Default: a child of the template (read-write if asked), with `template` as its parent.
     public func createFromTemplate(id: String, template: String, parent: String?, readWrite: Bool, options: [String: String]) throws {
         if readWrite {
             try createReadWrite(id: id, parent: template, options: options)

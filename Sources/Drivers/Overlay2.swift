@@ -20,9 +20,14 @@ import Synchronization
 import Glibc
 #endif
 
+/// The overlay2 driver in moby's layout: each layer a `diff` dir, its lowers linked by short
+/// names in `l/`, mounted as an overlay at `merged` when it has parents.
 public final class Overlay2Driver: Driver {
+    /// `overlay2`.
     public let name = "overlay2"
+    /// The driver's directory (`l/` and a directory per layer below it).
     public let home: [UInt8]
+    /// The store's ID map; new layer roots are owned by its root pair.
     public let idMap: IDMap
 
     /// Whether exports, changes and sizes may read the diff dir directly, and if not why.
@@ -160,6 +165,7 @@ public final class Overlay2Driver: Driver {
 
     // MARK: create / remove
 
+    /// Create read-only layer `id` on `parent`; option `size` is refused (read-write layers only).
     public func create(id: String, parent: String?, options: [String: String]) throws {
         if options["size"] != nil {
             throw DriverError.invalidOption(driver: name, key: "size", reason: "a size is only supported for read-write layers")
@@ -167,6 +173,7 @@ public final class Overlay2Driver: Driver {
         try make(id: id, parent: parent, options: options, readWrite: false)
     }
 
+    /// Create writable layer `id` on `parent`; option `size` limits it with a project quota.
     public func createReadWrite(id: String, parent: String?, options: [String: String]) throws {
         try make(id: id, parent: parent, options: options, readWrite: true)
     }
@@ -231,6 +238,7 @@ public final class Overlay2Driver: Driver {
         }
     }
 
+    /// Remove the layer: its mounts, its short link and its directory.
     public func remove(id: String) throws {
         if id.isEmpty { throw DriverError.emptyID }
         try validate(id: id)
@@ -240,12 +248,15 @@ public final class Overlay2Driver: Driver {
         try removeTree(AT_FDCWD, dir(id))
     }
 
+    /// Whether layer `id` has a directory in this store.
     public func exists(id: String) -> Bool {
         (try? validate(id: id)) != nil && (try? Sys.fstatat(AT_FDCWD, dir(id))) != nil
     }
 
     // MARK: get / put
 
+    /// The layer's view: its `diff` dir for a base layer, else the overlay mounted at `merged`
+    /// (reference counted).
     public func get(id: String) throws -> [UInt8] {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
@@ -254,6 +265,7 @@ public final class Overlay2Driver: Driver {
         return try mounts.acquire(id, mounter)
     }
 
+    /// Release one reference taken by ``get(id:)``; the last one unmounts the overlay.
     public func put(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
@@ -261,6 +273,7 @@ public final class Overlay2Driver: Driver {
         try mounts.release(id, mounter)
     }
 
+    /// Whether the layer's view needs no new mount (a base layer) or is mounted now.
     public func isMounted(id: String) -> Bool {
         (try? lowers(id).isEmpty) ?? false || Sys.isMountPoint(mergedDir(id))
     }
@@ -323,6 +336,7 @@ public final class Overlay2Driver: Driver {
 
     // MARK: status
 
+    /// Name/value pairs for `difftool status`: backing filesystem, d_type, native diff, mount options, lowers, quota.
     public func status() -> [(String, String)] {
         [
             ("Backing Filesystem", backingFS),
@@ -335,6 +349,7 @@ public final class Overlay2Driver: Driver {
         ]
     }
 
+    /// The layer's directories (`WorkDir`, `MergedDir`, `UpperDir`, `LowerDir` with parents) and its quota.
     public func metadata(id: String) throws -> [String: String] {
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         var m = [
@@ -364,12 +379,15 @@ public final class Overlay2Driver: Driver {
         return first == "l/" + (try link(parent))
     }
 
+    /// The layer's `diff` dir, in overlay whiteout form, over its lowers' `diff` dirs, nearest first.
     public func branch(id: String) throws -> LayerDiffDirectory? {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         return LayerDiffDirectory(directory: diffDir(id), whiteouts: .overlay(xattrPrefix: xattrPrefix), lowers: try lowerDirs(id))
     }
 
+    /// The `diff` dir when a native diff applies (the parent is the nearest lower and the kernel
+    /// passed the probe); else nil, and the mounted trees are compared.
     public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? {
         try usesNativeDiff(id, parent) ? try branch(id: id) : nil
     }

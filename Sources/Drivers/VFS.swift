@@ -7,9 +7,13 @@ import DiffKit
 import Glibc
 #endif
 
+/// The vfs driver: every layer a full copy of its parent under `dir/ID`; nothing is mounted.
 public final class VFSDriver: Driver {
+    /// `vfs`.
     public let name = "vfs"
+    /// The driver's directory (`dir/` below it).
     public let home: [UInt8]
+    /// The store's ID map; new layer roots are owned by its root pair.
     public let idMap: IDMap
     private let ignoreChownErrors: Bool
 
@@ -40,6 +44,7 @@ public final class VFSDriver: Driver {
     var dirs: [UInt8] { home + Bytes.of("/dir") }
     func dir(_ id: String) -> [UInt8] { dirs + Bytes.of("/" + id) }
 
+    /// Create layer `id` as a copy of `parent` (empty without one); storage options are refused.
     public func create(id: String, parent: String?, options: [String: String]) throws {
         if let k = options.keys.first {
             throw DriverError.invalidOption(driver: "vfs", key: k, reason: "storage options are not supported for vfs on read-only layers")
@@ -47,6 +52,7 @@ public final class VFSDriver: Driver {
         try createReadWrite(id: id, parent: parent, options: [:])
     }
 
+    /// Create layer `id` as a copy of `parent`; refuses an owner outside the ID map and any option.
     public func createReadWrite(id: String, parent: String?, options: [String: String]) throws {
         try validate(id: id)
         for k in options.keys {
@@ -82,11 +88,13 @@ public final class VFSDriver: Driver {
         }
     }
 
+    /// Remove the layer's directory and everything below it.
     public func remove(id: String) throws {
         try validate(id: id)
         try removeTree(AT_FDCWD, dir(id))
     }
 
+    /// The layer's directory; throws `DriverError.layerNotFound` if it has none.
     public func get(id: String) throws -> [UInt8] {
         let path = dir(id)
         guard let st = try? Sys.fstatat(AT_FDCWD, path), st.st_mode & S_IFMT == S_IFDIR else {
@@ -98,19 +106,23 @@ public final class VFSDriver: Driver {
     /// Nothing is mounted: nothing to release.
     public func put(id: String) throws {}
 
+    /// Whether layer `id` has a directory in this store.
     public func exists(id: String) -> Bool {
         (try? validate(id: id)) != nil && (try? Sys.fstatat(AT_FDCWD, dir(id))) != nil
     }
 
+    /// Name/value pairs for `difftool status`: the backing filesystem.
     public func status() -> [(String, String)] {
         [("Backing Filesystem", backingFilesystem(home))]
     }
 
+    /// The layer's directory (`Dir`).
     public func metadata(id: String) throws -> [String: String] {
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         return ["Dir": Bytes.string(dir(id))]
     }
 
+    /// Nothing to release: vfs does not mount.
     public func cleanup() throws {}
 }
 
