@@ -87,8 +87,17 @@ struct ExportCommand: ParsableCommand {
         var options = profile.exportOptions()
         try layerOutput.apply(to: &options)
         var source = ExportSource.regenerated(reason: nil)
-        let digests = try layerOutput.write(output) { fd, name in
-            source = try s.export(id: id, to: fd, name: name, options: options, naive: naive, regenerate: regenerate)
+        let compression = layerOutput.compress.compression
+        var digests: LayerDigests? = nil
+        try FileOutput.with(output) { fd, name in
+            if layerOutput.noDigest && compression == .none {
+                source = try s.export(id: id, to: fd, name: name, options: options, naive: naive, regenerate: regenerate)
+                return
+            }
+            let made = try s.export(id: id, to: fd, name: name, compression: compression, options: options, naive: naive,
+                                    regenerate: regenerate, progress: layerOutput.progress.reporter(verb: "exporting"))
+            layerOutput.progress.done()
+            (source, digests) = (made.source, made.digests)
         }
         if case let .regenerated(reason?) = source {
             writeStderr("difftool: warning: layer \(id): \(reason); the tar was regenerated (its diffID differs from the imported one)\n")
