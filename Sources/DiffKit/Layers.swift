@@ -29,7 +29,13 @@ public enum Layers {
 
     /// Apply the tar read from `fd` (any compression) onto `root`; returns Σ header sizes.
     public static func apply(root: [UInt8], from fd: Int32, name: String, options: ApplyOptions = ApplyOptions()) throws -> Int64 {
-        let reader = try TarReader(fd: fd, name: name)
+        try apply(root: root, from: .descriptor(fd), name: name, options: options)
+    }
+
+    /// Apply the tar read from `source` (a descriptor, bytes, or a caller's reader; any
+    /// compression) onto `root`; returns Σ header sizes.
+    public static func apply(root: [UInt8], from source: LayerSource, name: String, options: ApplyOptions = ApplyOptions()) throws -> Int64 {
+        let reader = try TarReader(source: source, name: name)
         return try Applier(root: root, options: options).apply(reader, archive: name)
     }
 

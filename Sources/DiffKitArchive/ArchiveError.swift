@@ -11,13 +11,17 @@ public struct ArchiveError: Error, CustomStringConvertible, Sendable {
     public var errno: Int32
     /// What went wrong, in words.
     public var message: String
+    /// The error that caused this one, when it came from elsewhere (a caller's `LayerReader`, a
+    /// system call); `message` already describes it.
+    public var underlying: (any Error)?
 
-    /// An error reading or writing `archive`, at `entry` if any.
-    public init(archive: String, entry: String?, errno: Int32, message: String) {
+    /// An error reading or writing `archive`, at `entry` if any; `underlying` is its cause, if any.
+    public init(archive: String, entry: String?, errno: Int32, message: String, underlying: (any Error)? = nil) {
         self.archive = archive
         self.entry = entry
         self.errno = errno
         self.message = message
+        self.underlying = underlying
     }
 
     /// `ARCHIVE: entry ENTRY: MESSAGE (errno N)`, one line.

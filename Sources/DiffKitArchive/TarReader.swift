@@ -30,6 +30,11 @@ public final class TarReader {
         try self.init(stream: try TarStream(fd: fd, name: name), name: name)
     }
 
+    /// Read from `source` (a descriptor, bytes, a reader); `name` is what errors call the archive.
+    public convenience init(source: LayerSource, name: String) throws {
+        try self.init(stream: try TarStream(source: source, name: name), name: name)
+    }
+
     /// Read from `stream` (set its digest and recorder before: the parser starts reading here).
     public init(stream: TarStream, name: String) throws {
         Locale.setUTF8Once

@@ -76,16 +76,30 @@ public final class TarStream {
     private var sourceDone = false
 
     /// Read `fd` (any compression libarchive knows); `name` is what errors call it.
-    public init(fd: Int32, name: String) throws {
-        // Our own descriptor: a read-ahead thread may still be reading when the caller closes its.
-        ownFd = dup(fd)
-        guard ownFd >= 0 else { throw ArchiveError(archive: name, entry: nil, errno: errno, message: "cannot read it") }
-        do { input = try RawInput(fd: ownFd, name: name) } catch { close(ownFd); throw error }
+    public convenience init(fd: Int32, name: String) throws {
+        try self.init(source: .descriptor(fd), name: name)
+    }
+
+    /// Read `source` (any compression libarchive knows); `name` is what errors call it.
+    public init(source: LayerSource, name: String) throws {
+        switch source {
+        case let .descriptor(fd):
+            // Our own descriptor: a read-ahead thread may still be reading when the caller closes its.
+            ownFd = dup(fd)
+            guard ownFd >= 0 else { throw ArchiveError(archive: name, entry: nil, errno: errno, message: "cannot read it") }
+            do { input = try RawInput(fd: ownFd, name: name) } catch { close(ownFd); throw error }
+        case let .bytes(bytes):
+            ownFd = -1
+            input = try RawInput(reader: BufferReader(bytes: bytes), name: name)
+        case let .reader(reader):
+            ownFd = -1
+            input = try RawInput(reader: reader, name: name)
+        }
         self.name = name
         if input.isEmpty { sourceDone = true; state = .end }
     }
 
-    deinit { close(ownFd) }
+    deinit { if ownFd >= 0 { close(ownFd) } }
 
     /// The next chunk of decompressed bytes, checked (and recorded); empty at the end of the input,
     /// or after a failure (see `failure`). Valid until the next call.
@@ -127,7 +141,7 @@ public final class TarStream {
         if producerFailure != nil || sourceDone { return UnsafeRawBufferPointer(start: nil, count: 0) }
         let next: UnsafeRawBufferPointer?
         do { next = try input.next() } catch {
-            producerFailure = error as? ArchiveError ?? self.error("\(error)")
+            producerFailure = error as? ArchiveError ?? self.error("\(error)", underlying: error)
             return UnsafeRawBufferPointer(start: nil, count: 0)
         }
         guard let next, let buf = next.baseAddress else {
@@ -152,14 +166,16 @@ public final class TarStream {
             producerFailure = e
             return UnsafeRawBufferPointer(start: nil, count: 0)
         } catch {
-            fail("\(error)")
+            fail("\(error)", underlying: error)
             return UnsafeRawBufferPointer(start: nil, count: 0)
         }
         return chunk
     }
 
-    private func fail(_ message: String, errno: Int32 = 0) {
-        if producerFailure == nil { producerFailure = ArchiveError(archive: name, entry: entryLabel, errno: errno, message: message) }
+    private func fail(_ message: String, errno: Int32 = 0, underlying: (any Error)? = nil) {
+        if producerFailure == nil {
+            producerFailure = ArchiveError(archive: name, entry: entryLabel, errno: errno, message: message, underlying: underlying)
+        }
     }
 
     /// The entry being read, by number (its name may be what is wrong).
@@ -170,8 +186,8 @@ public final class TarStream {
         }
     }
 
-    private func error(_ message: String, entry: String? = nil) -> ArchiveError {
-        ArchiveError(archive: name, entry: entry ?? entryLabel, errno: 0, message: message)
+    private func error(_ message: String, entry: String? = nil, underlying: (any Error)? = nil) -> ArchiveError {
+        ArchiveError(archive: name, entry: entry ?? entryLabel, errno: 0, message: message, underlying: underlying)
     }
 
     private func finishInput() {
@@ -495,8 +511,22 @@ public final class RawInput {
     /// The input is compressed (a filter besides the plain read).
     public var isCompressed: Bool { archive_filter_count(archive) > 1 }
 
+    /// What a reader input is read through (nil: a descriptor).
+    private let feed: ReaderFeed?
+
     /// Open `fd` and detect its compression; throws an ``ArchiveError`` when it cannot be read.
-    public init(fd: Int32, name: String) throws {
+    public convenience init(fd: Int32, name: String) throws {
+        try self.init(fd: fd, reader: nil, name: name)
+    }
+
+    /// Read `reader` and detect its compression; throws an ``ArchiveError`` when it cannot be
+    /// read (its `underlying` is the reader's own error when it threw).
+    public convenience init(reader: any LayerReader, name: String) throws {
+        try self.init(fd: -1, reader: reader, name: name)
+    }
+
+    private init(fd: Int32, reader: (any LayerReader)?, name: String) throws {
+        feed = reader.map(ReaderFeed.init)
         guard let a = archive_read_new() else {
             throw ArchiveError(archive: name, entry: nil, errno: ENOMEM, message: "cannot allocate a reader")
         }
@@ -505,16 +535,20 @@ public final class RawInput {
         archive_read_support_filter_all(a)
         archive_read_support_format_raw(a)
         archive_read_support_format_empty(a)
-        Sys.growPipe(fd)
         let entry = archive_entry_new()
         defer { archive_entry_free(entry) }
-        var r = archive_read_open_fd(a, fd, 1 << 20)
+        var r: Int32
+        if let feed {
+            r = feed.open(a)
+        } else {
+            Sys.growPipe(fd)
+            r = archive_read_open_fd(a, fd, 1 << 20)
+        }
         if r == ARCHIVE_OK { r = archive_read_next_header2(a, entry) }
         if r == ARCHIVE_EOF { isEmpty = true; return }
         if r != ARCHIVE_OK && r != ARCHIVE_WARN {
             // Every property is set: deinit frees the archive.
-            let message = archive_error_string(a).map { String(cString: $0) } ?? "unreadable input"
-            throw ArchiveError(archive: name, entry: nil, errno: archive_errno(a), message: message)
+            throw failure("unreadable input")
         }
     }
 
@@ -529,11 +563,17 @@ public final class RawInput {
         while true {
             let r = archive_read_data_block(archive, &buf, &size, &offset)
             if r == ARCHIVE_EOF { return nil }
-            if r != ARCHIVE_OK && r != ARCHIVE_WARN {
-                let message = archive_error_string(archive).map { String(cString: $0) } ?? "read error"
-                throw ArchiveError(archive: name, entry: nil, errno: archive_errno(archive), message: message)
-            }
+            if r != ARCHIVE_OK && r != ARCHIVE_WARN { throw failure("read error") }
             if let buf, size > 0 { return UnsafeRawBufferPointer(start: buf, count: size) }
         }
+    }
+
+    /// The error of a failed read: the reader's own (as the cause) when it threw, else libarchive's.
+    private func failure(_ fallback: String) -> ArchiveError {
+        if let cause = feed?.failure {
+            return ArchiveError(archive: name, entry: nil, errno: 0, message: "cannot read it: \(cause)", underlying: cause)
+        }
+        let message = archive_error_string(archive).map { String(cString: $0) } ?? fallback
+        return ArchiveError(archive: name, entry: nil, errno: archive_errno(archive), message: message)
     }
 }

@@ -245,11 +245,17 @@ public final class LayerStore: Sendable {
         }
     }
 
-    /// Create layer `id` on `parent` and apply the tar from `fd` to it. All or nothing: on any
+    /// Create layer `id` on `parent` and apply the tar from `fd` to it (see the `LayerSource` form).
+    public func importLayer(id: String, parent: String?, from fd: Int32, name: String,
+                            options: ApplyOptions = ApplyOptions(), createOptions: [String: String] = [:]) throws -> LayerImport {
+        try importLayer(id: id, parent: parent, from: .descriptor(fd), name: name, options: options, createOptions: createOptions)
+    }
+
+    /// Create layer `id` on `parent` and apply the tar from `source` to it. All or nothing: on any
     /// failure the layer is removed, and an import killed midway is removed at the next open
     /// (its lock, held for the whole import, dies with it). The parent stays locked shared
     /// meanwhile, so no other process can remove it.
-    public func importLayer(id: String, parent: String?, from fd: Int32, name: String,
+    public func importLayer(id: String, parent: String?, from source: LayerSource, name: String,
                             options: ApplyOptions = ApplyOptions(), createOptions: [String: String] = [:]) throws -> LayerImport {
         var locks: [Int32] = []
         defer { locks.forEach(Sys.close) }
@@ -270,7 +276,7 @@ public final class LayerStore: Sendable {
         let splitTmp = tarSplitPath(id) + Bytes.of(".tmp")
         do {
             try driver.create(id: id, parent: parent, options: createOptions)
-            let stream = try TarStream(fd: fd, name: name)
+            let stream = try TarStream(source: source, name: name)
             let digest = SHA256()
             stream.digest = digest
             let splitFd = try Sys.open(splitTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)

@@ -1,0 +1,81 @@
+// Where a layer's bytes come from: a descriptor, a buffer in memory, or a reader of the caller's
+// own (containerd's Apply takes an io.Reader). Whatever the source, the bytes go through the same
+// RawInput (libarchive's decompression) and TarStream (its checks, digest, record, read-ahead).
+import CArchive
+import DiffKitSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A caller's own source of bytes, read in order until it returns 0.
+///
+/// It is called from one thread at a time, but not always the same one (a stream reads ahead on
+/// a thread of its own), hence `Sendable`.
+public protocol LayerReader: Sendable {
+    /// Read at most `buffer.count` bytes into `buffer`; returns how many, 0 at the end.
+    /// An error thrown here ends the read; it is reported as an `ArchiveError` whose
+    /// `underlying` is this error.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+}
+
+/// The bytes of a layer (a tar, in any compression libarchive detects).
+public enum LayerSource: Sendable {
+    /// An open descriptor, read from its current offset (it is not closed, and may be closed by
+    /// the caller once the read returned).
+    case descriptor(Int32)
+    /// The bytes themselves.
+    case bytes([UInt8])
+    /// A reader of the caller's own.
+    case reader(any LayerReader)
+}
+
+/// A `.bytes` source as a reader.
+struct BufferReader: LayerReader {
+    let bytes: [UInt8]
+    let offset = Locked(0)
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        offset.withLock { at in
+            let n = min(buffer.count, bytes.count - at)
+            if n > 0 {
+                bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + at, byteCount: n) }
+            }
+            at += n
+            return n
+        }
+    }
+}
+
+/// Feeds libarchive from a `LayerReader` (archive_read_open's read callback), keeping the
+/// reader's own error for the caller.
+final class ReaderFeed {
+    let reader: any LayerReader
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    /// What the reader threw, if it did.
+    var failure: (any Error)?
+
+    init(_ reader: any LayerReader) { self.reader = reader }
+
+    deinit { buffer.deallocate() }
+
+    /// Open `archive` on this feed (the feed must outlive it).
+    func open(_ archive: OpaquePointer) -> Int32 {
+        archive_read_open(archive, Unmanaged.passUnretained(self).toOpaque(), nil, { _, context, out in
+            let me = Unmanaged<ReaderFeed>.fromOpaque(context!).takeUnretainedValue()
+            if me.failure != nil { return -1 }
+            do {
+                let n = try me.reader.read(into: me.buffer)
+                guard n >= 0, n <= me.buffer.count else {
+                    me.failure = ArchiveError(archive: "reader", entry: nil, errno: 0, message: "read returned \(n)")
+                    return -1
+                }
+                out?.pointee = UnsafeRawPointer(me.buffer.baseAddress)
+                return la_ssize_t(n)
+            } catch {
+                me.failure = error
+                return -1
+            }
+        }, nil)
+    }
+}
