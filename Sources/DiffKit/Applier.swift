@@ -119,7 +119,7 @@ public final class Applier {
             } catch let e as ArchiveError {
                 throw e
             } catch {
-                throw DiffKitError.applyFailed(archive: archive, entry: entryName, underlying: "\(error)")
+                throw DiffKitError.applyFailed(archive: archive, entry: entryName, underlying: error)
             }
             options.onProgress?(reader.stream.bytesRead, reader.entries)
         }

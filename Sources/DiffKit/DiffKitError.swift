@@ -20,8 +20,14 @@ public enum DiffKitError: Error, CustomStringConvertible, Sendable {
     case ownerOutsideMap(path: String, uid: UInt32, gid: UInt32)
     /// A resource limit of the apply (bytes written) was reached.
     case limitExceeded(entry: String, reason: String)
-    /// A failure while applying an entry: the entry, and what went wrong.
-    case applyFailed(archive: String, entry: String, underlying: String)
+    /// A failure while applying an entry: the entry, and the error that stopped it.
+    case applyFailed(archive: String, entry: String, underlying: any Error)
+
+    /// The error this one wraps, if it wraps one.
+    public var underlying: (any Error)? {
+        if case let .applyFailed(_, _, u) = self { return u }
+        return nil
+    }
 
     /// One line naming the entry or path and the reason.
     public var description: String {

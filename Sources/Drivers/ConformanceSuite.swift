@@ -17,6 +17,8 @@ public enum ConformanceSuite {
         public var name: String
         /// Why it failed; nil when it passed.
         public var failure: String?
+        /// The error the scenario failed with (its description is `failure`).
+        public var error: (any Error)? = nil
     }
 
     struct Failed: Error, CustomStringConvertible { var description: String }
@@ -52,7 +54,7 @@ public enum ConformanceSuite {
         var results: [Result] = []
         func scenario(_ title: String, _ body: () throws -> Void) {
             do { try body(); results.append(Result(name: title, failure: nil)) } catch {
-                results.append(Result(name: title, failure: "\(error)"))
+                results.append(Result(name: title, failure: "\(error)", error: error))
             }
         }
         scenario("CreateEmpty: a new layer is an empty directory, removable") {

@@ -107,6 +107,8 @@ public enum DriverError: Error, CustomStringConvertible {
     case parentLoop(String)
     /// The driver cannot work here (wrong filesystem, missing kernel module, …).
     case notSupported(driver: String, reason: String)
+    /// Not supported, found by trying: what was tried (`reason`) and the error it met.
+    case notSupportedBecause(driver: String, reason: String, underlying: any Error)
     /// A layer would have more lower layers than the driver can mount.
     case maxDepthExceeded(id: String, limit: Int)
     /// The mount data of a layer does not fit the kernel's limit.
@@ -129,6 +131,7 @@ public enum DriverError: Error, CustomStringConvertible {
         case let .parentNotFound(id, p): return "layer \(id): parent \(p) not found"
         case let .parentLoop(id): return "layer \(id): its parent chain loops back to it"
         case let .notSupported(d, r): return "\(d) is not supported here: \(r)"
+        case let .notSupportedBecause(d, r, u): return "\(d) is not supported here: \(r): \(u)"
         case let .maxDepthExceeded(id, n): return "layer \(id): max depth exceeded (at most \(n) lower layers)"
         case let .mountDataTooLarge(id, n): return "layer \(id): cannot mount layer, mount label too large \(n)"
         case .emptyID: return "refusing to remove the directories: id is empty"
@@ -136,6 +139,12 @@ public enum DriverError: Error, CustomStringConvertible {
         case let .changedSinceImport(id, p):
             return "layer \(id): \(p) changed since the import (its content no longer matches the recorded checksum); export with --regenerate"
         }
+    }
+
+    /// The error this one wraps, if it wraps one.
+    public var underlying: (any Error)? {
+        if case let .notSupportedBecause(_, _, u) = self { return u }
+        return nil
     }
 }
 

@@ -453,7 +453,7 @@ public final class Overlay2Driver: Driver {
         do {
             try Sys.mountOverlay(target: merged, data: (mountOptions + ["lowerdir=\(td)/l2:\(td)/l1", "upperdir=\(td)/l3", "workdir=\(td)/work"]).joined(separator: ","))
         } catch {
-            throw DriverError.notSupported(driver: "overlay2", reason: "overlay cannot be mounted on \(Bytes.string(home)): \(error)")
+            throw DriverError.notSupportedBecause(driver: "overlay2", reason: "overlay cannot be mounted on \(Bytes.string(home))", underlying: error)
         }
         defer { try? Sys.unmount(merged) }
 
