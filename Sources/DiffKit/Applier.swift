@@ -36,6 +36,9 @@ public struct ApplyOptions: Sendable {
     public var logger: Logger = Logger(label: "diffkit")
     /// Called after each entry with (bytes read, entries applied), for a progress line.
     public var onProgress: (@Sendable (Int64, Int) -> Void)? = nil
+    /// Asked before each entry; once it returns true the apply stops with `CancellationError`
+    /// (what it applied so far stays). The async forms set it from the calling task.
+    public var isCancelled: (@Sendable () -> Bool)? = nil
 
     /// Options with an ID map and a whiteout form; the rest keep their defaults.
     public init(idMap: IDMap = .identity, whiteouts: WhiteoutForm = .plain) {
@@ -109,7 +112,9 @@ public final class Applier {
         let logger = options.logger
         reader.onWarning = { entry, message in logger.warning("\(archive): entry \(entry): \(message)") }
         var size: Int64 = 0
-        while let h = try reader.next() {
+        while true {
+            if options.isCancelled?() == true { throw CancellationError() }
+            guard let h = try reader.next() else { break }
             size += h.size
             entryName = h.displayName
             do {

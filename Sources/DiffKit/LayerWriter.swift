@@ -42,6 +42,9 @@ public struct ExportOptions: Sendable {
     }
     /// Where warnings go (attributes or entries that cannot be exported).
     public var logger: Logger
+    /// Asked before each entry; once it returns true the export stops with `CancellationError`
+    /// (the tar is left unfinished). The async forms set it from the calling task.
+    public var isCancelled: (@Sendable () -> Bool)? = nil
 
     /// Options with an ID map, a header profile and a whiteout time (seconds; nil: now).
     public init(idMap: IDMap = .identity, profile: HeaderProfile = .moby, whiteoutTime: Int64? = nil,
@@ -84,6 +87,7 @@ public final class LayerWriter {
     public func writeTree(whiteouts: WhiteoutForm = .plain) throws {
         let meta = Bytes.of(".wh..wh."), opaque = Bytes.of(".wh..wh..opq")
         try Walker.walk(root: root, visit: { dir, name, info in
+            try self.checkCancellation()
             let path = dir.child(name)
             if whiteouts == .aufs && dir.path.isEmpty && name.starts(with: meta) && name != opaque { return .skip }
             if case let .overlay(prefix) = whiteouts {
@@ -116,6 +120,11 @@ public final class LayerWriter {
         try writeMetaEntry(h)
     }
 
+    /// Throw `CancellationError` once `options.isCancelled` says so.
+    func checkCancellation() throws {
+        if options.isCancelled?() == true { throw CancellationError() }
+    }
+
     /// The header of the last entry written (for the opaque marker that follows a directory).
     private var lastHeader: TarHeader?
 
@@ -124,6 +133,7 @@ public final class LayerWriter {
         let rootfd = try Walker.openRoot(root)
         defer { Sys.close(rootfd) }
         for c in changes {
+            try checkCancellation()
             switch c.kind {
             case .delete:
                 try writeWhiteout(for: c.path)

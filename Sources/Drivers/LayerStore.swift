@@ -337,7 +337,7 @@ public final class LayerStore: Sendable {
                let splitFd = try? Sys.open(tarSplitPath(id), O_RDONLY | O_CLOEXEC) {
                 defer { Sys.close(splitFd) }
                 if try self.stamp(id) == stamp {
-                    try reassemble(id: id, record: splitFd, to: fd, name: name)
+                    try reassemble(id: id, record: splitFd, to: fd, name: name, isCancelled: options.isCancelled)
                     return .original
                 }
                 source = .regenerated(reason: "the layer's files changed since it was imported")
@@ -386,13 +386,15 @@ public final class LayerStore: Sendable {
 
     /// The imported tar again: its recorded bytes, and each file's content read from the layer
     /// and checked against the recorded size and CRC-32C.
-    private func reassemble(id: String, record: Int32, to fd: Int32, name: String) throws {
+    private func reassemble(id: String, record: Int32, to fd: Int32, name: String,
+                            isCancelled: (@Sendable () -> Bool)? = nil) throws {
         let reader = try TarSplitReader(fd: record, name: Bytes.string(tarSplitPath(id)))
         let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buf.deallocate() }
         Sys.growPipe(fd)
         try driver.withFiles(id: id) { open in
             while let segment = try reader.next() {
+                if isCancelled?() == true { throw CancellationError() }
                 switch segment {
                 case let .raw(bytes):
                     try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: name) }
