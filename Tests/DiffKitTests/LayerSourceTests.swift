@@ -3,7 +3,6 @@
 import DiffKitArchive
 import DiffKitSystem
 import DiffKit
-import Synchronization
 import TestSupport
 import Testing
 
@@ -17,7 +16,7 @@ final class ChunkReader: LayerReader {
     let bytes: [UInt8]
     let chunk: Int
     let failAfter: Int?
-    let offset = Mutex(0)
+    let offset = Locked(0)
 
     init(_ bytes: [UInt8], chunk: Int, failAfter: Int? = nil) {
         self.bytes = bytes

@@ -4,7 +4,6 @@ import DiffKitArchive
 import DiffKitSystem
 import DiffKit
 import Drivers
-import Synchronization
 import TestSupport
 import Testing
 
@@ -15,7 +14,7 @@ import Glibc
 /// A caller's reader over a buffer, 777 bytes at a time.
 final class SmallReads: LayerReader {
     let bytes: [UInt8]
-    let offset = Mutex(0)
+    let offset = Locked(0)
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {

@@ -2,7 +2,6 @@
 // test opens it, so a test can cancel an operation while it is known to be mid-way.
 import DiffKitArchive
 import DiffKitSystem
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +15,7 @@ public final class GatedReader: LayerReader {
     }
     private let bytes: [UInt8]
     private let gate: Int
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Serve `bytes`, blocking at offset `gate` until `open()`.
     public init(_ bytes: [UInt8], gate: Int) {
@@ -30,6 +29,7 @@ public final class GatedReader: LayerReader {
     /// Let the reads go on.
     public func open() { state.withLock { $0.open = true } }
 
+    /// Up to 4 KiB from the current offset; blocks at the gate until `open()`.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         while true {
             let n: Int? = state.withLock { s in
