@@ -187,22 +187,6 @@ struct LayerOutputOptions: ParsableArguments {
         options.reproducibleTime = sourceDateEpoch ?? env ?? 0
     }
 
-    /// Write through `body` to `-o FILE` or stdout, compressed and digested as asked.
-    func write(_ output: String?, _ body: (Int32, String) throws -> Void) throws -> LayerDigests? {
-        let c = compress.compression
-        var digests: LayerDigests? = nil
-        try FileOutput.with(output) { fd, name in
-            if noDigest && c == .none {
-                try body(fd, name)
-                return
-            }
-            let tick = progress.reporter(verb: "exporting")
-            digests = try LayerOutput.write(to: fd, name: name, compression: c, progress: tick) { try body($0, name) }
-            progress.done()
-        }
-        return digests
-    }
-
     /// The digests: a line on stderr, or the OCI descriptor (on stdout when the tar went to a file).
     func report(_ d: LayerDigests?, source: ExportSource, toStdout: Bool) throws {
         guard let d else { return }
