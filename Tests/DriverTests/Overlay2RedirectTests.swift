@@ -63,7 +63,8 @@ final class CapturedLog: Sendable {
 
     /// Random trees with renames of directories at several depths (also in the parent layer, so
     /// the lowers hold redirects too), renames into and out of opaque directories, nested
-    /// redirects, chmod/chown-only copy-ups, deletions inside renamed directories: the native
+    /// redirects, chmod/chown-only copy-ups, deletions inside renamed directories, a directory
+    /// renamed over one emptied in the same layer: the native
     /// export and the naive one, each applied onto a copy of the parent, give the merged view;
     /// native changes and size agree with the naive ones.
     @Test(.requires(.root, .filesystem("overlay")), arguments: configurations, [UInt64(1), 2, 3, 4])
@@ -79,9 +80,10 @@ final class CapturedLog: Sendable {
                 .file("m/file1", "metadata only 1"), .file("m/file2", "metadata only 2"), .file("m/dir/f3", "three"),
                 .file("del/a/x", "x"), .file("del/a/y", "y"), .file("n/p/q/r/f", "nested"), .file("n/p/keep", "k"),
                 .file("re/d/old", "old"), .dir("emptydir"), .file("out/n/f", "out"),
+                .file("rep/src/f", "src"), .file("rep/dst/old", "old"),
             ]
             try Fixture.apply(base, RandomTree.ops(&rng, count: 60) + fixed)
-            let roots = ["r1", "deep", "o", "into", "m", "del", "n", "re", "emptydir", "out"]
+            let roots = ["r1", "deep", "o", "into", "m", "del", "n", "re", "emptydir", "out", "rep"]
             let others = try Manifest.of(base).filter { line in !roots.contains { line.hasPrefix($0 + " ") || line.hasPrefix($0 + "/") } }
             // The parent itself renames and copies up metadata only: its diff dir holds redirects.
             try d.create(id: "mid", parent: "base", options: [:])
@@ -99,6 +101,7 @@ final class CapturedLog: Sendable {
                 .rename("n/p/q1", "n/p/q2"), .rename("n/p", "n/p2"),
                 .rename("re/d", "re/e"), .dir("re/d"), .file("re/d/new", "new"),
                 .rename("emptydir", "emptydir2"), .rename("m/file1", "m/file1moved"),
+                .remove("rep/dst/old"), .rename("rep/src", "rep/dst"),
             ])
             let expected = try Manifest.of(merged)
             try d.put(id: "child")
