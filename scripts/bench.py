@@ -142,6 +142,26 @@ def driver_cases(ds, d, runs, drivers):
     return stores
 
 
+# A layer made through the mount of a store with redirect_dir and metacopy: layer.tar applied onto
+# the merged view, then directories renamed and files chmodded there (the upper then holds
+# redirects and metadata-only copy-ups, which the native export reads through the mount). The
+# edits name paths of the real pair (a Debian root filesystem), so the case runs on it only.
+REDIRECT_EDITS = ("mv usr/share/doc usr/share/doc.moved && mv etc/apt etc/apt.moved && "
+                  "mv usr/lib/x86_64-linux-gnu/perl-base usr/perl-base.moved && "
+                  "chmod 700 usr/bin/[a-d]* && chown 1:1 usr/lib/x86_64-linux-gnu/lib[a-c]*")
+
+
+def overlay2_redirect_case(ds, d, runs):
+    home = f"{SCR}/{ds}-overlay2-redirect"
+    s = store("overlay2", home) + " --storage-opt overlay2.mountopt=redirect_dir=on,metacopy=on"
+    sh(f"rm -rf {home} && {s} import base -i {d}/base.tar -q >/dev/null && {s} create top --parent base --rw && "
+       f"m=$({s} mount top) && {T} apply \"$m\" -i {d}/layer.tar >/dev/null && (cd \"$m\" && {REDIRECT_EDITS}) && {s} umount top")
+    case(ds, "overlay2-redirect-export", [
+        ("overlay2 redirect_dir+metacopy export (native)", f"{s} export top --no-digest -q | cat"),
+        ("overlay2 redirect_dir+metacopy export --naive", f"{s} export top --naive --no-digest -q | cat")], runs=runs)
+    sh(f"rm -rf {home}")
+
+
 def btrfs_up():
     sh(f"umount {SCR}/btrfs/store 2>/dev/null; rm -rf {SCR}/btrfs; mkdir -p {SCR}/btrfs/store && "
        f"truncate -s 8G {SCR}/btrfs/img && mkfs.btrfs -q -f {SCR}/btrfs/img >/dev/null && "
@@ -154,6 +174,7 @@ def main():
         directory_cases("real", DATA, RUNS)
         btrfs_up()
         driver_cases("real", DATA, RUNS, ["vfs", "overlay2", "btrfs", "aufs"])
+        overlay2_redirect_case("real", DATA, RUNS)
         sh(f"umount {SCR}/btrfs/store; rm -rf {SCR}/btrfs")
     if "synth" in SETS:
         directory_cases("synth", SYNTH, SYNTH_RUNS)

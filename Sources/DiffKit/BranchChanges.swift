@@ -26,7 +26,10 @@ public enum BranchChanges {
     /// deletion, aufs meta entries (`.wh..wh.*`) are skipped with what is below them, and lookups
     /// follow the union's rules (a whiteout, a non-directory or an opaque directory in a lower
     /// hides the lowers below it).
-    public static func changes(upper: [UInt8], lowers: [[UInt8]], form: WhiteoutForm) throws -> [Change] {
+    /// `redirected`, asked for each directory of the branch, returns the changes of a directory
+    /// and its subtree when they are found elsewhere (a redirected overlay directory), else nil.
+    public static func changes(upper: [UInt8], lowers: [[UInt8]], form: WhiteoutForm,
+                               redirected: ((WalkDir, [UInt8], FileInfo, FileInfo?) throws -> [Change]?)? = nil) throws -> [Change] {
         let aufs = form == .aufs
         var opaqueName: [UInt8] = []
         if case let .overlay(prefix) = form { opaqueName = Bytes.of(prefix + "overlay.opaque") }
@@ -36,6 +39,15 @@ public enum BranchChanges {
         var changedDirs = Set<[UInt8]>()
         /// The directories above the entry being visited (their stat from the walk).
         var ancestors: [FileInfo] = []
+        func markAncestors(_ path: [UInt8]) {
+            var p = LayerPath.split(path).0
+            var depth = ancestors.count
+            while !p.isEmpty {
+                depth -= 1
+                if changedDirs.insert(p).inserted { changes.append(Change(.modify, p, info: ancestors[depth])) }
+                p = LayerPath.split(p).0
+            }
+        }
 
         try Walker.walk(root: upper, visit: { dir, name, info in
             var path = dir.child(name)
@@ -47,6 +59,10 @@ public enum BranchChanges {
                 guard below != nil else { return .skip }
                 kind = .delete
                 path = dir.child(deleted)
+            } else if info.isDirectory, let redirected, let sub = try redirected(dir, name, info, below) {
+                if !sub.isEmpty { markAncestors(path) }
+                changes += sub
+                return .skip
             } else if info.isDirectory, below != nil, try Self.isOpaque(dir, name, aufs: aufs, opaqueName: opaqueName) {
                 kind = .delete
             } else if let below {
@@ -62,16 +78,8 @@ public enum BranchChanges {
                 kind = .add
             }
             if info.isDirectory { changedDirs.insert(path) }
-            if kind != .modify {
-                // Parents of an addition or deletion are modified even when their own metadata is not.
-                var p = LayerPath.split(path).0
-                var depth = ancestors.count
-                while !p.isEmpty {
-                    depth -= 1
-                    if changedDirs.insert(p).inserted { changes.append(Change(.modify, p, info: ancestors[depth])) }
-                    p = LayerPath.split(p).0
-                }
-            }
+            // Parents of an addition or deletion are modified even when their own metadata is not.
+            if kind != .modify { markAncestors(path) }
             changes.append(Change(kind, path, info: kind == .delete ? nil : info))
             if info.isDirectory {
                 try view.enter(name)

@@ -69,7 +69,7 @@ public final class LayerWriter {
     /// Hardlink tracking: inode → name of the first exported path (moby keys by inode only).
     private var seen: [UInt64: [UInt8]] = [:]
     /// Entries written.
-    public private(set) var entries = 0
+    public internal(set) var entries = 0
 
     /// A writer of the files below `root` (the layer's directory) into `tar`.
     public init(tar: TarWriter, root: [UInt8], options: ExportOptions) {
@@ -126,7 +126,7 @@ public final class LayerWriter {
     }
 
     /// The header of the last entry written (for the opaque marker that follows a directory).
-    private var lastHeader: TarHeader?
+    var lastHeader: TarHeader?
 
     /// A change list (already in path order) as a layer: deletions become `.wh.` entries.
     public func write(changes: [Change]) throws {

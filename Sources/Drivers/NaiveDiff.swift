@@ -81,6 +81,7 @@ extension Driver {
         guard let d = try diffDirectory(id: id, parent: parent) else { return try naiveChanges(id: id, parent: parent) }
         // A plain directory cannot record deletions: only a union branch is a change set.
         if d.whiteouts == .plain { return try naiveChanges(id: id, parent: parent) }
+        if let o = self as? Overlay2Driver, o.readsThroughViews { return try o.upperChanges(id: id, parent: parent, d) }
         return try BranchChanges.changes(upper: d.directory, lowers: d.lowers, form: d.whiteouts)
     }
 
@@ -89,6 +90,7 @@ extension Driver {
         guard let d = try diffDirectory(id: id, parent: parent) else {
             return try naiveDiff(id: id, parent: parent, to: fd, name: name, options: options)
         }
+        if let o = self as? Overlay2Driver { return try o.exportUpper(id: id, parent: parent, d, to: fd, name: name, options: options) }
         var options = options
         options.idMap = idMap
         try Layers.export(directory: d.directory, to: fd, name: name, options: options, whiteouts: d.whiteouts)
@@ -112,6 +114,7 @@ extension Driver {
     /// The size of the layer's changes against `parent`.
     public func diffSize(id: String, parent: String?) throws -> Int64 {
         guard let d = try diffDirectory(id: id, parent: parent) else { return try naiveDiffSize(id: id, parent: parent) }
+        if let o = self as? Overlay2Driver, o.readsThroughViews { return Sizes.changesSize(try o.upperChanges(id: id, parent: parent, d)) }
         return try Sizes.directorySize(d.directory)
     }
 

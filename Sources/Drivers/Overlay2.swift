@@ -32,11 +32,14 @@ public final class Overlay2Driver: Driver {
 
     /// Whether exports, changes and sizes may read the diff dir directly, and if not why.
     public let nativeDiff: (usable: Bool, reason: String)
+    /// What the probe saw the mounts leave in an upper (`redirect_dir`, `metacopy`): the native
+    /// diff then reads renamed directories and metadata-only copy-ups through the mounted views.
+    public let upperFeatures: [String]
     /// In a user namespace overlay keeps its state in `user.overlay.*` and mounts with `userxattr`.
     public let userxattr: Bool
     var xattrPrefix: String { userxattr ? "user." : "trusted." }
-    /// Options every mount gets: `index=off` where the kernel knows it, `userxattr`, and
-    /// `metacopy=off` where metacopy is on by default (a metadata-only copy-up has no data to export).
+    /// Options every mount gets: `index=off` where the kernel knows it, `userxattr`, then those of
+    /// `overlay2.mountopt`.
     let mountOptions: [String]
     /// The kernel takes `lowerdir+` through fsconfig (Linux 6.8), so lower lists have no page limit.
     let lowerdirPlus: Bool
@@ -53,10 +56,13 @@ public final class Overlay2Driver: Driver {
     }
 
     /// Driver options: `overlay2.override_kernel_check=BOOL` (accepted, no effect: the kernel's
-    /// features are probed), `overlay2.size=SIZE` (needs xfs project quotas). `overlay.` works as
-    /// the prefix too (containers/storage). Anything else is refused.
+    /// features are probed), `overlay2.size=SIZE` (needs xfs project quotas),
+    /// `overlay2.mountopt=OPTIONS` (extra options of every layer mount, such as
+    /// `redirect_dir=on,metacopy=on`). `overlay.` works as the prefix too (containers/storage).
+    /// Anything else is refused.
     public init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
         var size: UInt64? = nil
+        var extraMountOptions: [String] = []
         for (key, value) in options {
             let k = key.lowercased()
             let bare = k.hasPrefix("overlay2.") ? k.dropFirst(9) : k.hasPrefix("overlay.") ? k.dropFirst(8) : Substring(k)
@@ -70,6 +76,8 @@ public final class Overlay2Driver: Driver {
                     throw DriverError.invalidOption(driver: "overlay2", key: key, reason: "expected a size such as 10G")
                 }
                 size = s
+            case "mountopt" where k != "mountopt":
+                extraMountOptions = try Overlay2Driver.parseMountOptions(value, key: key)
             default:
                 throw DriverError.invalidOption(driver: "overlay2", key: key, reason: "unknown option")
             }
@@ -93,16 +101,16 @@ public final class Overlay2Driver: Driver {
         var mo: [String] = []
         if (try? Sys.fstatat(AT_FDCWD, Bytes.of("/sys/module/overlay/parameters/index"))) != nil { mo.append("index=off") }
         if userxattr { mo.append("userxattr") }
-        if let m = try? Sys.readFile(Bytes.of("/sys/module/overlay/parameters/metacopy")), m.first == UInt8(ascii: "Y") {
-            mo.append("metacopy=off")
-        }
+        mo += extraMountOptions
         mountOptions = mo
         let v = Sys.kernelVersion()
         lowerdirPlus = v.count >= 2 && (v[0], v[1]) >= (6, 8)
         maxLowers = lowerdirPlus ? 500 : 128
-        nativeDiff = userxattr
-            ? (false, "running in a user namespace")
+        let probe = userxattr
+            ? (usable: false, reason: "running in a user namespace", features: [])
             : try Overlay2Driver.cachedProbe(home: home, mountOptions: mo)
+        nativeDiff = (probe.usable, probe.reason)
+        upperFeatures = probe.usable ? probe.features : []
         quota = backingFS == "xfs" ? QuotaControl(home: home) : nil
         defaultSize = size
         if size != nil && quota == nil {
@@ -341,7 +349,8 @@ public final class Overlay2Driver: Driver {
         [
             ("Backing Filesystem", backingFS),
             ("Supports d_type", String(supportsDType)),
-            ("Native Overlay Diff", nativeDiff.usable ? "true" : "false (\(nativeDiff.reason))"),
+            ("Native Overlay Diff", !nativeDiff.usable ? "false (\(nativeDiff.reason))" : upperFeatures.isEmpty ? "true"
+                : "true (\(upperFeatures.joined(separator: ", ")): renamed directories and metadata-only copy-ups read through the mounts)"),
             ("userxattr", String(userxattr)),
             ("Mount Options", mountOptions.joined(separator: ",")),
             ("Max Lower Layers", "\(maxLowers)" + (lowerdirPlus ? " (lowerdir+)" : "")),
@@ -371,7 +380,10 @@ public final class Overlay2Driver: Driver {
 
     /// The parent is the layer's nearest lower (or both are absent) and the probe passed.
     func usesNativeDiff(_ id: String, _ parent: String?) throws -> Bool {
-        guard nativeDiff.usable else { return false }
+        guard nativeDiff.usable else {
+            warnNaive("native diff not in use on this store: \(nativeDiff.reason); comparing the mounted trees")
+            return false
+        }
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         let lower = try lowers(id)
         guard let parent else { return lower.isEmpty }
@@ -418,24 +430,28 @@ public final class Overlay2Driver: Driver {
     /// The probe's answer is kept in `home/.native-diff` for the running kernel (boot id, release
     /// and mount options), as containers/storage keeps it in its run root: a command-line tool
     /// would otherwise pay for a test mount on every start.
-    static func cachedProbe(home: [UInt8], mountOptions: [String]) throws -> (usable: Bool, reason: String) {
+    static func cachedProbe(home: [UInt8], mountOptions: [String]) throws -> (usable: Bool, reason: String, features: [String]) {
         let bootID = (try? Sys.readFile(Bytes.of("/proc/sys/kernel/random/boot_id"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let key = bootID.trimmingCharacters(in: ["\n"]) + " " + Sys.kernelVersion().map(String.init).joined(separator: ".") + " " + mountOptions.joined(separator: ",")
         let file = home + Bytes.of("/.native-diff")
         if let text = try? Sys.readFile(file) {
             let lines = String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-            if lines.count >= 2, lines[0] == key { return (lines[1] == "true", lines.count > 2 ? String(lines[2]) : "") }
+            if lines.count >= 2, lines[0] == key {
+                let features = lines.count > 3 ? lines[3].split(separator: ",").map(String.init) : []
+                return (lines[1] == "true", lines.count > 2 ? String(lines[2]) : "", features)
+            }
         }
         let result = try probeNativeDiff(home: home, mountOptions: mountOptions, xattrPrefix: "trusted.")
-        try? writeFileAtomically(file, Bytes.of("\(key)\n\(result.usable)\n\(result.reason)\n"), mode: 0o644)
+        try? writeFileAtomically(file, Bytes.of("\(key)\n\(result.usable)\n\(result.reason)\n\(result.features.joined(separator: ","))\n"), mode: 0o644)
         return result
     }
 
     /// moby's native-diff check, on a real mount in a scratch dir of home: a copy-up into an
-    /// opaque directory must not mark the upper copy opaque (kernels before 4.8), a rename must not
-    /// leave a redirect (CONFIG_OVERLAY_FS_REDIRECT_DIR), and a chmod must copy the data up (no
-    /// metacopy). Throws when overlay cannot be mounted at all.
-    static func probeNativeDiff(home: [UInt8], mountOptions: [String], xattrPrefix: String) throws -> (usable: Bool, reason: String) {
+    /// opaque directory must not mark the upper copy opaque (kernels before 4.8). Beyond moby, a
+    /// chmod that copies up metadata only (`metacopy`) and a rename that leaves a redirect
+    /// (`redirect_dir`) keep the native diff, as features it reads through the mounts. Throws
+    /// when overlay cannot be mounted at all.
+    static func probeNativeDiff(home: [UInt8], mountOptions: [String], xattrPrefix: String) throws -> (usable: Bool, reason: String, features: [String]) {
         var template = Array((Bytes.string(home) + "/native-diff-check-XXXXXX").utf8CString)
         guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw SystemError("mkdtemp", home + Bytes.of("/native-diff-check-XXXXXX"), errno: errno)
@@ -460,21 +476,21 @@ public final class Overlay2Driver: Driver {
         let nf = open(td + "/merged/d/f", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
         if nf >= 0 { close(nf) }
         if try Sys.getXattr(path: Bytes.of(td + "/l3/d"), name: opaque) == [UInt8(ascii: "y")] {
-            return (false, "opaque flag erroneously copied up, consider update to kernel 4.8 or later")
+            return (false, "opaque flag erroneously copied up, consider update to kernel 4.8 or later", [])
         }
         _ = Glibc.chmod(td + "/merged/f", 0o600)
         let up = try? Sys.fstatat(AT_FDCWD, Bytes.of(td + "/l3/f"))
         let metacopy = try Sys.getXattr(path: Bytes.of(td + "/l3/f"), name: Bytes.of(xattrPrefix + "overlay.metacopy"))
-        if up?.st_size != 5 || metacopy != nil {
-            return (false, "metacopy is in use: copy-ups may carry no data")
-        }
+        var features: [String] = []
+        if up?.st_size != 5 { return (false, "a chmod copied up a file of the wrong size", []) }
+        if metacopy != nil { features.append("metacopy") }
         if rename(td + "/merged/d", td + "/merged/d2") != 0 {
-            if errno == EXDEV { return (true, "") }
-            return (false, "rename in the merged directory failed: \(errno)")
+            if errno == EXDEV { return (true, "", features) }
+            return (false, "rename in the merged directory failed: \(errno)", [])
         }
         if try Sys.getXattr(path: Bytes.of(td + "/l3/d2"), name: Bytes.of(xattrPrefix + "overlay.redirect")) != nil {
-            return (false, "kernel has CONFIG_OVERLAY_FS_REDIRECT_DIR enabled")
+            features.insert("redirect_dir", at: 0)
         }
-        return (true, "")
+        return (true, "", features)
     }
 }

@@ -1,0 +1,172 @@
+// An overlay upper dir made with `redirect_dir` or `metacopy` is not a change set on its own:
+//
+// - a directory renamed in the merged view keeps its lower content where it was, and the upper
+//   copy carries `overlay.redirect` naming the origin (absolute from the layer root, or a bare
+//   name in the same parent); the kernel also leaves a whiteout at the origin;
+// - a metadata-only copy-up (a chmod, a chown, an xattr) is an upper file with `overlay.metacopy`
+//   and no data: its bytes stay in the lower file it came from (found through its own redirect
+//   when it was renamed, else at the same path, and possibly further down the lower stack).
+//
+// The native diff reads the upper as usual and takes what it cannot find there from the layer's
+// mounted view, where the kernel has already followed every redirect and metacopy chain: a
+// redirected directory is exported as an opaque directory holding its whole merged subtree (the
+// origin's whiteout is in the upper already), a metacopy file with its upper header and the
+// view's data. Changes of such a layer compare the redirected subtrees of the two mounted views
+// and look the rest up in the parent's mounted view (its own lowers may hold redirects too).
+import DiffKitArchive
+import DiffKitSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What an overlay upper dir holds that only the layer's mounted view can complete: directories
+/// renamed with `redirect_dir` and metadata-only copy-ups (`metacopy`).
+public struct OverlayUpperScan: Sendable, Equatable {
+    /// Redirected directories, as paths relative to the upper (their subtrees are not scanned).
+    public var redirectedDirectories: [[UInt8]] = []
+    /// Regular files whose data are in a lower layer, as paths relative to the upper.
+    public var metacopyFiles: [[UInt8]] = []
+    /// Why the upper cannot be read this way (a redirect that is not a path inside the layer), or nil.
+    public var problem: String?
+
+    /// The upper has redirected directories or metacopy files: its export needs the mounted view.
+    public var needsView: Bool { !redirectedDirectories.isEmpty || !metacopyFiles.isEmpty }
+
+    /// Scan the upper dir `upper` whose overlay xattrs start with `xattrPrefix` (`trusted.` or `user.`).
+    public static func of(upper: [UInt8], xattrPrefix: String) throws -> OverlayUpperScan {
+        var scan = OverlayUpperScan()
+        let redirect = Bytes.of(xattrPrefix + "overlay.redirect"), metacopy = Bytes.of(xattrPrefix + "overlay.metacopy")
+        try Walker.walk(root: upper, visit: { dir, name, info in
+            if info.isDirectory, let target = try Sys.getXattr(path: dir.absoluteChild(name), name: redirect) {
+                if let why = OverlayUpperScan.invalidRedirect(target) {
+                    scan.problem = scan.problem ?? "\(Bytes.string(dir.child(name))): \(why)"
+                }
+                scan.redirectedDirectories.append(dir.child(name))
+                return .skip
+            }
+            if info.kind == .regular, try Sys.getXattr(path: dir.absoluteChild(name), name: metacopy) != nil {
+                scan.metacopyFiles.append(dir.child(name))
+            }
+            return .descend
+        })
+        return scan
+    }
+
+    /// Why a redirect value cannot name an origin inside the layer, or nil when it can.
+    static func invalidRedirect(_ target: [UInt8]) -> String? {
+        let body = target.first == LayerPath.slash ? Array(target.dropFirst()) : target
+        if body.isEmpty || body.contains(0) { return "empty or malformed overlay redirect" }
+        if target.first != LayerPath.slash && body.contains(LayerPath.slash) { return "relative overlay redirect with a slash" }
+        for c in body.split(separator: LayerPath.slash, omittingEmptySubsequences: false) where c.isEmpty || c == [0x2E] || c == [0x2E, 0x2E] {
+            return "overlay redirect \(Bytes.string(target)) is not a plain path"
+        }
+        return nil
+    }
+}
+
+extension LayerWriter {
+    /// The native diff of the overlay upper dir `upper` (deletions as 0/0 devices, `prefix` +
+    /// `overlay.opaque` / `overlay.redirect` / `overlay.metacopy` xattrs), then the end of the
+    /// archive. Whiteouts and opaque directories are written as ``writeTree(whiteouts:)`` does;
+    /// a redirected directory (listed in `scan`) is written with an opaque marker and the whole
+    /// subtree `view()` shows at its path; a metacopy file with its upper header and the data
+    /// `view()` shows. `view` is the layer's mounted root, asked for only when needed.
+    public func writeOverlayUpper(_ upper: [UInt8], prefix: String, scan: OverlayUpperScan, view: () throws -> [UInt8]) throws {
+        let redirected = Set(scan.redirectedDirectories), metacopy = Set(scan.metacopyFiles)
+        var viewfd: Int32 = -1
+        defer { if viewfd >= 0 { Sys.close(viewfd) } }
+        func viewRoot() throws -> Int32 {
+            if viewfd < 0 { viewfd = try Walker.openRoot(try view()) }
+            return viewfd
+        }
+        let opaqueName = Bytes.of(prefix + "overlay.opaque")
+        try Walker.walk(root: upper, visit: { dir, name, info in
+            let path = dir.child(name)
+            if info.isOverlayWhiteout {
+                try self.writeOverlayWhiteout(path: path, info: info)
+                return .descend
+            }
+            if info.isDirectory {
+                try self.writeEntry(path: path, info: info, dirfd: dir.fd, name: name, absolute: dir.absoluteChild(name))
+                if redirected.contains(path) {
+                    if let h = self.lastHeader { try self.writeOpaqueMarker(directory: path, header: h) }
+                    try self.writeViewSubtree(path, viewRoot: try viewRoot(), view: try view())
+                    return .skip
+                }
+                let opaque = try Sys.getXattr(path: dir.absoluteChild(name), name: opaqueName)
+                if opaque == [UInt8(ascii: "y")], let h = self.lastHeader { try self.writeOpaqueMarker(directory: path, header: h) }
+                return .descend
+            }
+            if info.kind == .regular && metacopy.contains(path) {
+                try self.writeMetacopy(path: path, info: info, dir: dir, name: name, viewRoot: try viewRoot())
+                return .descend
+            }
+            try self.writeEntry(path: path, info: info, dirfd: dir.fd, name: name, absolute: dir.absoluteChild(name))
+            return .descend
+        })
+        try tar.finish()
+    }
+
+    /// Every entry below `path` in the mounted view, at its path in the layer.
+    private func writeViewSubtree(_ path: [UInt8], viewRoot: Int32, view: [UInt8]) throws {
+        let (fd, err) = Sys.openInRoot(viewRoot, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        if fd < 0 { throw SystemError("open", view + [LayerPath.slash] + path, errno: err) }
+        Sys.close(fd)
+        try Walker.walk(root: view + [LayerPath.slash] + path, visit: { dir, name, info in
+            try self.writeEntry(path: LayerPath.join(path, dir.child(name)), info: info, dirfd: dir.fd, name: name,
+                                absolute: dir.absoluteChild(name))
+            return .descend
+        })
+    }
+
+    /// A metadata-only copy-up: the header from the upper file (its size from the data), the
+    /// data from the same path in the mounted view.
+    private func writeMetacopy(path: [UInt8], info: FileInfo, dir: WalkDir, name: [UInt8], viewRoot: Int32) throws {
+        let absolute = dir.absoluteChild(name)
+        let x = try LayerXattrs.read(path: absolute, dirfd: dir.fd, name: name)
+        guard var h = header(path: path, info: info, linkTarget: nil, xattrs: x) else { return }
+        guard h.kind == .regular else {
+            try tar.writeHeader(h)
+            entries += 1
+            return
+        }
+        let (fd, err) = Sys.openInRoot(viewRoot, path, O_RDONLY | O_NOFOLLOW)
+        if fd < 0 { throw SystemError("open (metacopy data)", absolute, errno: err) }
+        defer { Sys.close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw SystemError("fstat", absolute, errno: errno) }
+        h.size = Int64(st.st_size)
+        try tar.writeHeader(h)
+        let short = try tar.copyData(from: fd, path: absolute)
+        if short > 0 { throw SystemError("read (metacopy data)", absolute, errno: EIO) }
+        entries += 1
+    }
+}
+
+extension BranchChanges {
+    /// Changes of the overlay upper `upper` (xattrs under `xattrPrefix`) against its parent,
+    /// for uppers made with `redirect_dir` or `metacopy`: entries are looked up in the parent's
+    /// mounted view `parentView` (nil: no parent), which follows the lowers' own redirects; a
+    /// redirected directory's subtree is the comparison of `parentView` and the layer's mounted
+    /// view `layerView` at its path (the directory added where the parent has no directory,
+    /// else modified when its attributes or its content changed).
+    public static func changes(upper: [UInt8], xattrPrefix: String, parentView: [UInt8]?, layerView: [UInt8]) throws -> [Change] {
+        let redirect = Bytes.of(xattrPrefix + "overlay.redirect")
+        return try changes(upper: upper, lowers: parentView.map { [$0] } ?? [], form: .overlay(xattrPrefix: xattrPrefix),
+                           redirected: { dir, name, info, below in
+            guard try Sys.getXattr(path: dir.absoluteChild(name), name: redirect) != nil else { return nil }
+            let path = dir.child(name)
+            let base: [UInt8]? = below?.isDirectory == true ? parentView.map { $0 + [LayerPath.slash] + path } : nil
+            let sub = try TreeDiff.changes(base: base, layer: layerView + [LayerPath.slash] + path)
+            var out: [Change] = []
+            if let below {
+                let same = below.isDirectory && below.permissions == info.permissions && below.uid == info.uid && below.gid == info.gid
+                if !same || !sub.isEmpty { out.append(Change(.modify, path, info: info)) }
+            } else {
+                out.append(Change(.add, path, info: info))
+            }
+            return out + sub.map { Change($0.kind, LayerPath.join(path, $0.path), info: $0.info, isLinkPeer: $0.isLinkPeer) }
+        })
+    }
+}
