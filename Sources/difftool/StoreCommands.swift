@@ -98,22 +98,38 @@ struct ExportCommand: ParsableCommand {
 }
 
 struct MountCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mount", abstract: "Print layer ID's directory (mounting it if the driver mounts).")
+    static let configuration = CommandConfiguration(
+        commandName: "mount", abstract: "Print layer ID's directory (mounting it if the driver mounts).",
+        discussion: """
+            With --uid-map/--gid-map: a view of the layer in which every file appears owned through the map, made \
+            with ID-mapped mounts (nothing rewritten); where they are impossible, a copy with its owners rewritten, \
+            with a warning (--no-chown-fallback: an error instead).
+            """)
     @Argument var id: String
+    @OptionGroup var ids: IDMapOptions
+    @Flag(name: .customLong("no-chown-fallback"), help: "Fail where an ID-mapped mount cannot be made, instead of copying with owners rewritten.")
+    var noChownFallback = false
+    @Flag(help: "JSON output: the path, whether the view is ID-mapped, and why not.") var json = false
     @OptionGroup var store: StoreOptions
 
     func run() throws {
         let (s, _) = try store.open()
-        try writeStdout(Bytes.string(try s.mount(id: id)) + "\n")
+        let view = try s.mount(id: id, idMap: try ids.map(),
+                               options: MappedViewOptions(allowChownFallback: !noChownFallback, logger: .init(label: "difftool")))
+        let path = Bytes.string(view.path)
+        try writeStdout(json ? "{\"path\":\(jsonString(path)),\"idmapped\":\(view.isIDMapped)"
+            + (view.fallbackReason.map { ",\"fallback\":\(jsonString($0))" } ?? "") + "}\n" : path + "\n")
     }
 }
 
 struct UmountCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "umount", abstract: "Release layer ID's directory.")
+    static let configuration = CommandConfiguration(
+        commandName: "umount", abstract: "Release layer ID's directory (with --uid-map/--gid-map: its view through that map).")
     @Argument var id: String
+    @OptionGroup var ids: IDMapOptions
     @OptionGroup var store: StoreOptions
 
-    func run() throws { try store.open().0.unmount(id: id) }
+    func run() throws { try store.open().0.unmount(id: id, idMap: try ids.map()) }
 }
 
 struct RmCommand: ParsableCommand {
