@@ -55,6 +55,12 @@ import Glibc
         }
     }
 
+    /// Unmount whatever a failing test left mounted below `dir` (deepest first), before its files
+    /// are removed.
+    func unmountAll(under dir: String) {
+        _ = try? Shell.run("grep -o ' \(dir)/[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l")
+    }
+
     func check(_ driver: String, home: String) throws {
         let s = try store(driver, home)
         for id in ["base", "top"] {
@@ -80,6 +86,7 @@ import Glibc
     func viewShowsMappedOwnersWhileTheDiskKeepsThem(driver: String) throws {
         let home = try Fixture.tempDir("idmap")
         defer { Fixture.cleanup(home) }
+        defer { unmountAll(under: home) }
         if driver == "aufs" {
             // Without the module only a base layer can be viewed; its view is its branch, ID-mapped.
             let s = try store(driver, home)
@@ -106,6 +113,7 @@ import Glibc
     func writesThroughAViewAreStoredWithContainerIDs(driver: String) throws {
         let home = try Fixture.tempDir("idmap")
         defer { Fixture.cleanup(home) }
+        defer { unmountAll(under: home) }
         #expect(chmod(home, 0o755) == 0)  // the mapped IDs reach the view through it
         let s = try store(driver, home)
         let p = Bytes.string(try s.mount(id: "top", idMap: Self.map).path)
@@ -143,6 +151,7 @@ import Glibc
     func twoMapsAtOnceAndCounts(driver: String) throws {
         let home = try Fixture.tempDir("idmap")
         defer { Fixture.cleanup(home) }
+        defer { unmountAll(under: home) }
         let s = try store(driver, home)
         let a = try s.mount(id: "top", idMap: Self.map)
         let a2 = try s.mount(id: "top", idMap: Self.map)
@@ -228,6 +237,7 @@ import Glibc
     @Test(.requires(.root, .filesystem("overlay"))) func cliMountAndUmount() throws {
         let home = try Fixture.tempDir("idmap")
         defer { Fixture.cleanup(home) }
+        defer { unmountAll(under: home) }
         _ = try store("overlay2", home)
         let args = "--driver overlay2 --home \(home)"
         let (status, out, err) = try CLI.run("\(args) mount top --uid-map 0:100000:65536 --gid-map 0:100000:65536")
