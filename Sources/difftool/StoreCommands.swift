@@ -109,16 +109,18 @@ struct MountCommand: ParsableCommand {
     @OptionGroup var ids: IDMapOptions
     @Flag(name: .customLong("no-chown-fallback"), help: "Fail where an ID-mapped mount cannot be made, instead of copying with owners rewritten.")
     var noChownFallback = false
-    @Flag(help: "JSON output: the path, whether the view is ID-mapped, and why not.") var json = false
+    @Flag(help: "JSON output: the path (with a map: whether the view is ID-mapped, and why not).") var json = false
     @OptionGroup var store: StoreOptions
 
     func run() throws {
         let (s, _) = try store.open()
-        let view = try s.mount(id: id, idMap: try ids.map(),
+        let map = try ids.map()
+        let view = try s.mount(id: id, idMap: map,
                                options: MappedViewOptions(allowChownFallback: !noChownFallback, logger: .init(label: "difftool")))
         let path = Bytes.string(view.path)
-        try writeStdout(json ? "{\"path\":\(jsonString(path)),\"idmapped\":\(view.isIDMapped)"
-            + (view.fallbackReason.map { ",\"fallback\":\(jsonString($0))" } ?? "") + "}\n" : path + "\n")
+        // Without a map there is no view to describe: the path alone.
+        let mapped = map.isIdentity ? "" : ",\"idmapped\":\(view.isIDMapped)" + (view.fallbackReason.map { ",\"fallback\":\(jsonString($0))" } ?? "")
+        try writeStdout(json ? "{\"path\":\(jsonString(path))\(mapped)}\n" : path + "\n")
     }
 }
 

@@ -247,6 +247,7 @@ import Glibc
         #expect(try owner(path + "/etc/passwd") == "100000:100000")
         let (_, json, _) = try CLI.run("\(args) mount top --uid-map 0:100000:65536 --gid-map 0:100000:65536 --json")
         #expect(json == "{\"path\":\"\(path)\",\"idmapped\":true}\n")
+        #expect(try CLI.run("\(args) mount base --json").1 == "{\"path\":\"\(home)/overlay2/base/diff\"}\n")
         for _ in 0..<2 { #expect(try CLI.run("\(args) umount top --uid-map 0:100000:65536 --gid-map 0:100000:65536").0 == 0) }
         #expect(try mounts(under: home).isEmpty)
     }
