@@ -14,10 +14,10 @@
 // file `fallback` (the reason). Views are counted on disk like plain mounts
 // (`layers/.mounts/<id>@<tag>`), so two `mount`s with one map need two `umount`s, and maps differ
 // by directory, so views with different maps of one layer coexist.
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Logging
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -44,6 +44,7 @@ public struct MappedViewOptions: Sendable {
     /// Where the fallback's warning goes.
     public var logger: Logger
 
+    /// Options with the chown fallback allowed (the default) or not, warnings to `logger`.
     public init(allowChownFallback: Bool = true, logger: Logger = Logger(label: "diffkit")) {
         self.allowChownFallback = allowChownFallback
         self.logger = logger
@@ -111,7 +112,7 @@ extension LayerStore {
     /// one layer coexist. The identity map is the plain `mount(id:)`. Where ID-mapped mounts are
     /// impossible, see `MappedViewOptions.allowChownFallback`.
     public func mount(id: String, idMap: IDMap, options: MappedViewOptions = MappedViewOptions()) throws -> MappedView {
-        if idMap.isIdentity { return MappedView(path: try mount(id: id), fallbackReason: nil) }
+        if try isPlainView(id, idMap) { return MappedView(path: try mount(id: id), fallbackReason: nil) }
         return try reading(id) {
             _ = try record(id)
             return try withLock {
@@ -141,7 +142,7 @@ extension LayerStore {
     /// Drop one reference to layer `id`'s view through `idMap`; the last unmounts it and removes
     /// its directory. The identity map is the plain `unmount(id:)`.
     public func unmount(id: String, idMap: IDMap) throws {
-        if idMap.isIdentity { return try unmount(id: id) }
+        if try isPlainView(id, idMap) { return try unmount(id: id) }
         try reading(id) {
             _ = try record(id)
             try withLock {
@@ -152,6 +153,19 @@ extension LayerStore {
                 try setViewCount(key, 0)
             }
         }
+    }
+
+    /// Whether the view through `map` is the layer's plain mount: no map, or the map the store's
+    /// layers were made under (their files already carry its host IDs). Under another map such a
+    /// store's files would be mapped twice: refused.
+    private func isPlainView(_ id: String, _ map: IDMap) throws -> Bool {
+        try map.validate()
+        if map.isIdentity || map == driver.idMap { return true }
+        if !driver.idMap.isIdentity {
+            throw DriverError.notSupported(driver: "an ID-mapped view of layer \(id)", reason:
+                "the store's layers were made under another ID map (their files carry its host IDs); mount it without a map")
+        }
+        return false
     }
 
     /// Unmount and remove every mapped view of layer `id` (before the layer is removed; the
@@ -358,7 +372,7 @@ extension LayerStore {
 
 /// The writer thread's error, read after it is joined.
 private final class ThreadFailure: Sendable {
-    let error = Mutex<(any Error)?>(nil)
+    let error = Locked<(any Error)?>(nil)
 }
 
 private final class ThreadBody {

@@ -119,9 +119,17 @@ struct MountCommand: ParsableCommand {
                                options: MappedViewOptions(allowChownFallback: !noChownFallback, logger: .init(label: "difftool")))
         let path = Bytes.string(view.path)
         // Without a map there is no view to describe: the path alone.
-        let mapped = map.isIdentity ? "" : ",\"idmapped\":\(view.isIDMapped)" + (view.fallbackReason.map { ",\"fallback\":\(jsonString($0))" } ?? "")
-        try writeStdout(json ? "{\"path\":\(jsonString(path))\(mapped)}\n" : path + "\n")
+        try json ? writeJSON(MountJSON(path: path, idmapped: map.isIdentity ? nil : view.isIDMapped, fallback: view.fallbackReason))
+            : writeStdout(path + "\n")
     }
+}
+
+/// `mount --json`: `{"path": …}`; with a map also `idmapped` and, for a chowned copy, `fallback`
+/// (why no ID-mapped mount could be made).
+struct MountJSON: Encodable {
+    var path: String
+    var idmapped: Bool?
+    var fallback: String?
 }
 
 struct UmountCommand: ParsableCommand {

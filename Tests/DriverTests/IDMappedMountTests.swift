@@ -2,7 +2,8 @@
 // through the map while the files on disk keep theirs, writes through a view of a read-write
 // layer stored (and exported) with container IDs, views with different maps at once, counts and
 // cleanup, and the chown fallback on a filesystem without ID-mapped mounts (ramfs).
-import ArchiveBridge
+import DiffKitArchive
+import DiffKitSystem
 import DiffKit
 import Drivers
 import TestSupport
@@ -223,9 +224,9 @@ import Glibc
 
         let (status, out, err) = try CLI.run("--home \(home) mount base --uid-map 0:100000:65536 --gid-map 0:100000:65536 --json")
         #expect(status == 0)
-        #expect(out.hasPrefix("{\"path\":\"\(home)/views/base@") && out.contains("\"idmapped\":false,\"fallback\":\"ramfs at"))
+        #expect(out.hasPrefix("{\"fallback\":\"ramfs at") && out.contains("\"idmapped\":false,\"path\":\"\(home)/views/base@"))
         #expect(err.contains("warning: layer base: no ID-mapped view: ramfs"))
-        let (s2, _, err2) = try CLI.run("--home \(home) mount base --uid-map 0:300000:65536 --no-chown-fallback")
+        let (s2, _, err2) = try CLI.run("--home \(home) mount base --uid-map 0:300000:65536 --gid-map 0:300000:65536 --no-chown-fallback")
         #expect(s2 == 1)
         #expect(err2.contains("does not support ID-mapped mounts; no chown fallback was allowed"))
         #expect(try CLI.run("--home \(home) umount base --uid-map 0:100000:65536 --gid-map 0:100000:65536").0 == 0)
@@ -246,9 +247,23 @@ import Glibc
         #expect(path.hasPrefix(home + "/views/top@"))
         #expect(try owner(path + "/etc/passwd") == "100000:100000")
         let (_, json, _) = try CLI.run("\(args) mount top --uid-map 0:100000:65536 --gid-map 0:100000:65536 --json")
-        #expect(json == "{\"path\":\"\(path)\",\"idmapped\":true}\n")
+        #expect(json == "{\"idmapped\":true,\"path\":\"\(path)\"}\n")
         #expect(try CLI.run("\(args) mount base --json").1 == "{\"path\":\"\(home)/overlay2/base/diff\"}\n")
         for _ in 0..<2 { #expect(try CLI.run("\(args) umount top --uid-map 0:100000:65536 --gid-map 0:100000:65536").0 == 0) }
+        #expect(try mounts(under: home).isEmpty)
+    }
+
+    /// A store whose layers were imported under a map (chowned, the map recorded) holds host IDs:
+    /// a view through its own map is the plain mount, through another one is refused.
+    @Test(.requires(.root)) func aStoreMadeUnderAMapIsNotMappedTwice() throws {
+        let home = try Fixture.tempDir("idmap")
+        defer { Fixture.cleanup(home) }
+        defer { unmountAll(under: home) }
+        let s = try LayerStore(driverName: "vfs", home: Bytes.of(home), idMap: Self.map)
+        try s.create(id: "base", parent: nil)
+        #expect(try s.mount(id: "base", idMap: Self.map).path == Bytes.of(home + "/vfs/dir/base"))
+        let refused = #expect(throws: DriverError.self) { _ = try s.mount(id: "base", idMap: Self.other) }
+        #expect(refused?.description.contains("made under another ID map") == true)
         #expect(try mounts(under: home).isEmpty)
     }
 }
