@@ -183,3 +183,114 @@ int dk_btrfs_lib_version(void) {
 #endif
 }
 
+// ID-mapped mounts (Linux 5.12+): a user namespace holding a mapping, made by a child cloned
+// into it that waits on a pipe while the parent writes its maps and opens its ns file; a
+// detached copy of a directory's mount made ID-mapped through such a namespace; and an overlay
+// mounted with the creator's filesystem IDs set to a mapped ID, so overlay's own writes to an
+// ID-mapped upper layer (work dir, copy-up) have an ID the mapping can store.
+#include <sched.h>
+#include <signal.h>
+#include <linux/capability.h>
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef MOUNT_ATTR_IDMAP
+#define MOUNT_ATTR_IDMAP 0x00100000
+struct mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+
+static int write_text(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t n = strlen(text);
+    ssize_t w = write(fd, text, n);
+    int e = errno;
+    close(fd);
+    if (w != (ssize_t)n) { errno = w < 0 ? e : EIO; return -1; }
+    return 0;
+}
+
+int dk_userns_open(const char *uid_map, const char *gid_map) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return -1;
+    pid_t pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid < 0) { int e = errno; close(p[0]); close(p[1]); errno = e; return -1; }
+    if (pid == 0) {
+        char c;
+        close(p[1]);
+        while (read(p[0], &c, 1) < 0 && errno == EINTR) {}
+        _exit(0);
+    }
+    close(p[0]);
+    char path[64];
+    int fd = -1, e = 0;
+    snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+    if (write_text(path, uid_map) != 0) { e = errno; goto done; }
+    snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+    if (write_text(path, gid_map) != 0) { e = errno; goto done; }
+    snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) e = errno;
+done:
+    close(p[1]);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+    if (fd < 0) errno = e;
+    return fd;
+}
+
+int dk_idmapped_tree(const char *path, int userns_fd) {
+    int m = (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (m < 0) return -1;
+    struct mount_attr a;
+    memset(&a, 0, sizeof a);
+    a.attr_set = MOUNT_ATTR_IDMAP;
+    a.userns_fd = (uint64_t)userns_fd;
+    if (syscall(SYS_mount_setattr, m, "", AT_EMPTY_PATH, &a, sizeof a) != 0) {
+        int e = errno;
+        close(m);
+        errno = e;
+        return -1;
+    }
+    return m;
+}
+
+int dk_mount_overlay_mapped(const char *dir, const char *target, const char *data, uint32_t fsuid, uint32_t fsgid) {
+    pid_t pid = fork();
+    if (pid < 0) return errno;
+    if (pid == 0) {
+        if (chdir(dir) != 0) _exit(errno & 0xff);
+        syscall(SYS_setfsgid, fsgid);
+        syscall(SYS_setfsuid, fsuid);
+        // setfsuid dropped the file capabilities from the effective set: raise them again
+        // (they stay permitted), so overlay's copy-ups are not refused by permissions.
+        struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+        struct __user_cap_data_struct d[2];
+        if (syscall(SYS_capget, &h, d) != 0) _exit(errno & 0xff);
+        d[0].effective = d[0].permitted;
+        d[1].effective = d[1].permitted;
+        if (syscall(SYS_capset, &h, d) != 0) _exit(errno & 0xff);
+        _exit(mount("overlay", target, "overlay", 0, data) == 0 ? 0 : (errno & 0xff));
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return errno;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : EINTR;
+}
+
+int dk_mount_id(const char *path, uint64_t *id) {
+    struct statx sx;
+    if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &sx) != 0) return -1;
+    if (!(sx.stx_mask & STATX_MNT_ID)) { errno = ENOSYS; return -1; }
+    *id = sx.stx_mnt_id;
+    return 0;
+}

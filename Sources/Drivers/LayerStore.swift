@@ -495,6 +495,7 @@ public final class LayerStore: Sendable {
             }
             defer { Sys.close(lock) }
             try writeFileAtomically(incompletePath(id), [])
+            try dropViews(of: id)
             try driver.remove(id: id)
             try setMountCount(id, 0)
             forgetFiles(id)

@@ -107,22 +107,48 @@ struct ExportCommand: ParsableCommand {
 }
 
 struct MountCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mount", abstract: "Print layer ID's directory (mounting it if the driver mounts).")
+    static let configuration = CommandConfiguration(
+        commandName: "mount", abstract: "Print layer ID's directory (mounting it if the driver mounts).",
+        discussion: """
+            With --uid-map/--gid-map: a view of the layer in which every file appears owned through the map, made \
+            with ID-mapped mounts (nothing rewritten); where they are impossible, a copy with its owners rewritten, \
+            with a warning (--no-chown-fallback: an error instead).
+            """)
     @Argument var id: String
+    @OptionGroup var ids: IDMapOptions
+    @Flag(name: .customLong("no-chown-fallback"), help: "Fail where an ID-mapped mount cannot be made, instead of copying with owners rewritten.")
+    var noChownFallback = false
+    @Flag(help: "JSON output: the path (with a map: whether the view is ID-mapped, and why not).") var json = false
     @OptionGroup var store: StoreOptions
 
     func run() throws {
         let (s, _) = try store.open()
-        try writeStdout(Bytes.string(try s.mount(id: id)) + "\n")
+        let map = try ids.map()
+        let view = try s.mount(id: id, idMap: map,
+                               options: MappedViewOptions(allowChownFallback: !noChownFallback, logger: .init(label: "difftool")))
+        let path = Bytes.string(view.path)
+        // Without a map there is no view to describe: the path alone.
+        try json ? writeJSON(MountJSON(path: path, idmapped: map.isIdentity ? nil : view.isIDMapped, fallback: view.fallbackReason))
+            : writeStdout(path + "\n")
     }
 }
 
+/// `mount --json`: `{"path": …}`; with a map also `idmapped` and, for a chowned copy, `fallback`
+/// (why no ID-mapped mount could be made).
+struct MountJSON: Encodable {
+    var path: String
+    var idmapped: Bool?
+    var fallback: String?
+}
+
 struct UmountCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "umount", abstract: "Release layer ID's directory.")
+    static let configuration = CommandConfiguration(
+        commandName: "umount", abstract: "Release layer ID's directory (with --uid-map/--gid-map: its view through that map).")
     @Argument var id: String
+    @OptionGroup var ids: IDMapOptions
     @OptionGroup var store: StoreOptions
 
-    func run() throws { try store.open().0.unmount(id: id) }
+    func run() throws { try store.open().0.unmount(id: id, idMap: try ids.map()) }
 }
 
 struct RmCommand: ParsableCommand {

@@ -1,5 +1,5 @@
 // dkdrivers: what only the storage drivers need and Swift cannot reach through Glibc: the new
-// mount API, a mount from another directory, project quotas and btrfs ioctls.
+// mount API, a mount from another directory, ID-mapped mounts, project quotas and btrfs ioctls.
 #ifndef DKDRIVERS_H
 #define DKDRIVERS_H
 #include <stddef.h>
@@ -45,4 +45,17 @@ int dk_btrfs_subvol_id(int fd, uint64_t *id);
 const char *dk_btrfs_build_version(void);
 int dk_btrfs_lib_version(void);
 
+// ID-mapped mounts (Linux 5.12+). A user namespace whose /proc uid_map and gid_map get the
+// texts given ("INSIDE OUTSIDE COUNT" lines), made by a child cloned into it and reaped once its
+// ns file is open: the descriptor, or -1 with errno. A detached copy (open_tree OPEN_TREE_CLONE)
+// of the mount at `path`, ID-mapped through `userns_fd` (mount_setattr MOUNT_ATTR_IDMAP); attach
+// it with dk_move_mount: the descriptor, or -1 with errno (EINVAL where the filesystem cannot).
+int dk_userns_open(const char *uid_map, const char *gid_map);
+int dk_idmapped_tree(const char *path, int userns_fd);
+// mount(2) of overlay with paths relative to `dir`, from a forked child whose filesystem IDs
+// are `fsuid`/`fsgid` (capabilities kept): overlay does its own writes (work dir, copy-up) with
+// its creator's IDs, which an ID-mapped upper layer must be able to store. 0 or an errno.
+int dk_mount_overlay_mapped(const char *dir, const char *target, const char *data, uint32_t fsuid, uint32_t fsgid);
+// The ID of the mount `path` is on (statx STATX_MNT_ID, Linux 5.8): 0 or -1 with errno.
+int dk_mount_id(const char *path, uint64_t *id);
 #endif
