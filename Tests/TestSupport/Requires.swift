@@ -112,12 +112,15 @@ public enum Skips {
         public var reason: String
     }
 
+    /// Where the list is read from: `DIFFKIT_ALLOWED_SKIPS` when set (a test binary run away from
+    /// its source tree, as in the kernel matrix's guest), else Tests/ALLOWED_SKIPS of the sources.
+    public static let listPath: String = env("DIFFKIT_ALLOWED_SKIPS") ?? String(
+        #filePath.split(separator: "/", omittingEmptySubsequences: false).dropLast(2).joined(separator: "/")) + "/ALLOWED_SKIPS"
+
     /// Tests/ALLOWED_SKIPS: `TEST NEED REASON…` per line, `#` comments; `*` in TEST matches any run
-    /// of characters.
+    /// of characters. A list that cannot be read allows nothing.
     public static let allowed: [Entry] = {
-        let path = String(#filePath.split(separator: "/", omittingEmptySubsequences: false).dropLast(2)
-            .joined(separator: "/")) + "/ALLOWED_SKIPS"
-        guard let bytes = try? Sys.readFile(Bytes.of(path)) else { return [] }
+        guard let bytes = try? Sys.readFile(Bytes.of(listPath)) else { return [] }
         return String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
             guard fields.count >= 2, !fields[0].hasPrefix("#") else { return nil }
@@ -149,7 +152,7 @@ public enum Skips {
             return "\(key) needs \(need.name): \(need.meaning) is missing and DIFFKIT_REQUIRE_QUOTA=1 forbids skipping"
         }
         return "\(key) needs \(need.name): \(need.meaning) is missing, and DIFFKIT_REQUIRE_KERNEL=1 "
-            + "allows only the skips listed in Tests/ALLOWED_SKIPS"
+            + "allows only the skips listed in \(listPath)" + (allowed.isEmpty ? " (which could not be read)" : "")
     }
 
     /// `*` matches any run of characters; everything else is literal.
