@@ -185,7 +185,9 @@ for id in "${ORDER[@]}"; do
         case $status in
             0) verdict="survived" ;;
             124) verdict="killed (timeout after ${TIMEOUT}s: hang)" ;;
-            *) t=$(failed_tests "$log"); verdict="killed${t:+ by $t}" ;;
+            *) t=$(failed_tests "$log"); verdict="killed${t:+ by $t}"
+               # No summary line: the test process died (a trap in the code or in a test).
+               grep -aq 'Test run with' "$log" || verdict="$verdict (the suite crashed: $(grep -aom1 'Fatal error: .*' "$log" || echo "status $status"))" ;;
         esac
     else
         [ $? = 124 ] && verdict="killed (build timeout)" || verdict="killed (compile error)"
