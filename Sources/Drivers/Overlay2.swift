@@ -205,7 +205,9 @@ public final class Overlay2Driver: Driver {
             try writeFileAtomically(path + Bytes.of("/link"), Bytes.of(linkID!), mode: 0o644)
             if let parent {
                 try makeDirectory(workDir(id), mode: 0o700, uid: root.uid, gid: root.gid)
-                try writeFileAtomically(dir(parent) + Bytes.of("/committed"), [])
+                // An empty marker made in place: two imports on one parent make it at once, and a
+                // shared temp file renamed by one would be missing for the other's rename.
+                Sys.close(try Sys.open(dir(parent) + Bytes.of("/committed"), O_WRONLY | O_CREAT, mode: 0o600))
                 try writeFileAtomically(path + Bytes.of("/lower"), Bytes.of(lower.joined(separator: ":")), mode: 0o666)
             }
         } catch {

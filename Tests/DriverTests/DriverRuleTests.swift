@@ -113,6 +113,25 @@ private func importTar(_ store: LayerStore, _ id: String, parent: String?, _ tar
         #expect(try store.changes(id: "child").map(\.line) == ["C /d", "C /d/g", "C /f"])
     }
 
+    /// Children of one parent are made at the same time by two imports (twoProcessesImportAndMount
+    /// failed with "base/committed: rename: No such file or directory"): making a child marks the
+    /// parent committed without a temp file another creator could be writing and renaming too.
+    /// Here the other creator is caught mid-write: its temp file must be left as it is.
+    @Test func overlay2CommittedMarkerLeavesAnotherCreatorsTempFile() throws {
+        guard try Capability.kernel("overlay") else { return }
+        let home = try Fixture.tempDir("ovl")
+        defer { Fixture.cleanup(home) }
+        let d = try Overlay2Driver(home: Bytes.of(home))
+        try d.create(id: "base", parent: nil, options: [:])
+        try Fixture.apply(home, [.file("base/committed.tmp", "")])
+        try d.create(id: "child", parent: "base", options: [:])
+        #expect(try Sys.lstatIfExists(AT_FDCWD, Bytes.of(home + "/base/committed")) != nil)
+        #expect(try Sys.lstatIfExists(AT_FDCWD, Bytes.of(home + "/base/committed.tmp")) != nil)
+        // A second child finds the marker there already.
+        try d.create(id: "child2", parent: "base", options: [:])
+        #expect(try Sys.lstatIfExists(AT_FDCWD, Bytes.of(home + "/base/committed")) != nil)
+    }
+
     /// A layer made from a template depends on it: the template cannot be removed first.
     @Test func templateCannotBeRemovedBeforeItsCopy() throws {
         guard try Capability.root() else { return }
