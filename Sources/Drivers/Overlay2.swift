@@ -223,10 +223,9 @@ public final class Overlay2Driver: Driver {
             try writeFileAtomically(path + Bytes.of("/link"), Bytes.of(linkID!), mode: 0o644)
             if let parent {
                 try makeDirectory(workDir(id), mode: 0o700, uid: root.uid, gid: root.gid)
-                // Children of one parent may be made at once, by several processes: the marker
-                // is written once, and a writer that finds it there leaves it.
-                let committed = dir(parent) + Bytes.of("/committed")
-                if (try Sys.lstatIfExists(AT_FDCWD, committed)) == nil { try writeFileAtomically(committed, []) }
+                // An empty marker made in place: children of one parent may be made at once, by several
+                // processes, and an empty file needs no rename.
+                Sys.close(try Sys.open(dir(parent) + Bytes.of("/committed"), O_WRONLY | O_CREAT, mode: 0o600))
                 try writeFileAtomically(path + Bytes.of("/lower"), Bytes.of(lower.joined(separator: ":")), mode: 0o666)
             }
         } catch {

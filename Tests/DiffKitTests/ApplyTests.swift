@@ -323,6 +323,7 @@ extension String {
         defer { Fixture.cleanup(tarDir(tar)) }
         let h = try Pipe.headers(tar)
         #expect(h.map(\.displayName) == ["mapped"])
-        #expect(h[0].uid == 7 && h[0].gid == 8)
+        let first = try #require(h.first)
+        #expect(first.uid == 7 && first.gid == 8)
     }
 }
