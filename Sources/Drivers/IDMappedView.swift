@@ -112,7 +112,7 @@ extension LayerStore {
     /// one layer coexist. The identity map is the plain `mount(id:)`. Where ID-mapped mounts are
     /// impossible, see `MappedViewOptions.allowChownFallback`.
     public func mount(id: String, idMap: IDMap, options: MappedViewOptions = MappedViewOptions()) throws -> MappedView {
-        if try isPlainView(id, idMap) { return MappedView(path: try mount(id: id), fallbackReason: nil) }
+        if try isPlainView(id, idMap) { return MappedView(path: Bytes.of(try mount(id: id)), fallbackReason: nil) }
         return try reading(id) {
             _ = try record(id)
             return try withLock {

@@ -105,7 +105,7 @@ extension Driver {
         }
         var options = options
         options.whiteouts = d.whiteouts
-        options.parentTemplates = d.lowers
+        options.parentTemplates = d.lowers.map { FilePath(bytes: $0) }
         options.idMap = try storeMap(options.idMap)
         _ = try Applier(root: d.directory, options: options).apply(reader, archive: name)
         return try Sizes.directorySize(d.directory)
