@@ -100,7 +100,7 @@ extension LayerStore {
     func viewDir(_ key: String) -> [UInt8] { viewsDir + Bytes.of("/" + key) }
 
     /// The directory where layer `id`'s view through `idMap` is (or would be) mounted.
-    public func viewPath(id: String, idMap: IDMap) -> [UInt8] { viewDir(viewKey(id, idMap)) + Bytes.of("/merged") }
+    package func viewPath(id: String, idMap: IDMap) -> [UInt8] { viewDir(viewKey(id, idMap)) + Bytes.of("/merged") }
 
     /// Whether layer `id`'s view through `idMap` is mounted now.
     public func isMounted(id: String, idMap: IDMap) -> Bool { Sys.isMountRoot(viewPath(id: id, idMap: idMap)) }
