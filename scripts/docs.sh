@@ -27,14 +27,14 @@ trap 'rm -rf "$scratch"' EXIT
 # function); names the snippets leave to the reader (upper, fd, name, out) are parameters.
 python3 - "$scratch/samples.swift" Sources/*/*.docc/*.md <<'PY'
 import re, sys
-out = ["import DiffKit", "import DiffKitArchive", "import DiffKitSystem", "import Drivers", "import Glibc", ""]
+out = ["import DiffKit", "import DiffKitArchive", "import DiffKitSystem", "import Drivers", "import Glibc", "import SystemPackage", ""]
 for n, (path, block) in enumerate((p, b) for p in sys.argv[2:] for b in re.findall(r"```swift\n(.*?)```", open(p).read(), re.S)):
     lines = [l for l in block.rstrip().split("\n") if not l.startswith("import ")]
     out.append(f"// {path}")
     if any(re.match(r"(public )?(final class|class|struct|enum|func) ", l) for l in lines):
         out += lines
     else:
-        out.append(f"func sample{n}(upper: [UInt8], fd: Int32, name: String, out: Int32) throws {{")
+        out.append(f"func sample{n}(upper: FilePath, fd: FileDescriptor, name: String, out: FileDescriptor) throws {{")
         out += ["    " + l for l in lines]
         out.append("}")
 open(sys.argv[1], "w").write("\n".join(out) + "\n")

@@ -7,6 +7,7 @@
 // follow it, and names are validated before anything is touched.
 import DiffKitArchive
 import DiffKitSystem
+import SystemPackage
 import Logging
 
 #if canImport(Glibc)
@@ -25,7 +26,7 @@ public struct ApplyOptions: Sendable {
     /// first, when the root is an overlay upper: the merged view keeps the lower's attributes).
     /// Without one, or when none has it, it is made 0755 and owned by the map's root pair.
     /// Under an ID map, a lower's uid or gid outside the map is replaced by the root pair's.
-    public var parentTemplates: [[UInt8]] = []
+    public var parentTemplates: [FilePath] = []
     /// Device nodes cannot be made in a user namespace: skip them (with a warning).
     public var inUserNamespace: Bool = ApplyOptions.detectUserNamespace()
     /// At most this many bytes of file data are written (the holes of sparse files are free);
@@ -93,7 +94,7 @@ public final class Applier {
 
     /// An applier for the existing directory `root`. Throws `DiffKitError.unusableIDMap` for a map
     /// the ownership rule cannot hold under, or a `SystemError` when `root` cannot be opened.
-    public init(root: [UInt8], options: ApplyOptions = ApplyOptions()) throws {
+    package init(root: [UInt8], options: ApplyOptions = ApplyOptions()) throws {
         try options.idMap.validate()
         self.root = root
         self.options = options
@@ -480,7 +481,7 @@ public final class Applier {
     /// The directory an implicit parent copies (see `parentTemplates`); a non-directory in a
     /// template hides the ones after it.
     private func template(for path: [UInt8]) -> stat? {
-        for t in options.parentTemplates {
+        for t in Bytes.of(options.parentTemplates) {
             guard let st = try? Sys.lstatIfExists(AT_FDCWD, t + [LayerPath.slash] + path) else { continue }
             return st.st_mode & S_IFMT == S_IFDIR ? st : nil
         }

@@ -11,7 +11,7 @@ import Glibc
 
 /// Changes of a layer read from its own branch (an overlay upper dir or an aufs diff dir),
 /// looking paths up in the lower branches only where the branch has them.
-public enum BranchChanges {
+package enum BranchChanges {
     static let wh = Bytes.of(".wh.")
     static let whMeta = Bytes.of(".wh..wh.")
     static let whOpaque = Bytes.of(".wh..wh..opq")
@@ -28,7 +28,7 @@ public enum BranchChanges {
     /// hides the lowers below it).
     /// `redirected`, asked for each directory of the branch, returns the changes of a directory
     /// and its subtree when they are found elsewhere (a redirected overlay directory), else nil.
-    public static func changes(upper: [UInt8], lowers: [[UInt8]], form: WhiteoutForm,
+    package static func changes(upper: [UInt8], lowers: [[UInt8]], form: WhiteoutForm,
                                redirected: ((WalkDir, [UInt8], FileInfo, FileInfo?) throws -> [Change]?)? = nil) throws -> [Change] {
         let aufs = form == .aufs
         var opaqueName: [UInt8] = []

@@ -72,7 +72,7 @@ public final class LayerWriter {
     public internal(set) var entries = 0
 
     /// A writer of the files below `root` (the layer's directory) into `tar`.
-    public init(tar: TarWriter, root: [UInt8], options: ExportOptions) {
+    package init(tar: TarWriter, root: [UInt8], options: ExportOptions) {
         self.tar = tar
         self.root = root
         self.options = options
@@ -146,14 +146,14 @@ public final class LayerWriter {
     }
 
     /// The whiteout of a deleted path: an empty regular file `.wh.NAME`, mode 0, owner 0:0.
-    public func writeWhiteout(for path: [UInt8], time: Int64? = nil) throws {
+    package func writeWhiteout(for path: [UInt8], time: Int64? = nil) throws {
         var h = Self.whiteoutHeader(for: path)
         h.mtime = time ?? options.whiteoutTime
         try writeMetaEntry(h)
     }
 
     /// Write an opaque marker `DIR/.wh..wh..opq` right after its directory (moby's fields).
-    public func writeOpaqueMarker(directory path: [UInt8], header dirHeader: TarHeader) throws {
+    package func writeOpaqueMarker(directory path: [UInt8], header dirHeader: TarHeader) throws {
         var h = TarHeader(name: LayerPath.join(path, Bytes.of(".wh..wh..opq")), kind: .regular)
         h.mode = dirHeader.mode & 0o777
         h.uid = dirHeader.uid
@@ -189,7 +189,7 @@ public final class LayerWriter {
     }
 
     /// Build the header of one entry from its stat; nil when the entry is skipped.
-    public func header(path: [UInt8], info: FileInfo, linkTarget: [UInt8]?, xattrs: [Xattr]) -> TarHeader? {
+    package func header(path: [UInt8], info: FileInfo, linkTarget: [UInt8]?, xattrs: [Xattr]) -> TarHeader? {
         let kind: TarHeader.Kind
         switch info.kind {
         case .regular: kind = .regular

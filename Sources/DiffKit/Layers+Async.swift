@@ -7,7 +7,7 @@ import DiffKitSystem
 extension Layers {
     /// `apply(root:from:name:options:)` for an async caller; cancelling the task stops the apply
     /// before its next entry (what was applied stays) with `CancellationError`.
-    public static func apply(root: [UInt8], from source: LayerSource, name: String,
+    package static func apply(root: [UInt8], from source: LayerSource, name: String,
                              options: ApplyOptions = ApplyOptions()) async throws -> Int64 {
         try await DedicatedThread.run { isCancelled in
             try apply(root: root, from: source, name: name, options: options.cancelled(by: isCancelled))
@@ -17,7 +17,7 @@ extension Layers {
     /// `diff(base:layer:to:name:compression:…)` for an async caller; cancelling the task stops the
     /// export before its next entry with `CancellationError` (what reached `fd` is unfinished).
     @discardableResult
-    public static func diff(base: [UInt8]?, layer: [UInt8], to fd: Int32, name: String, compression: Compression,
+    package static func diff(base: [UInt8]?, layer: [UInt8], to fd: Int32, name: String, compression: Compression,
                             options: ExportOptions = ExportOptions(), snapshots: Bool = false,
                             progress: (@Sendable (Int64, Int) -> Void)? = nil) async throws -> LayerDigests {
         try await DedicatedThread.run { isCancelled in
@@ -28,7 +28,7 @@ extension Layers {
 
     /// `export(directory:to:name:compression:…)` for an async caller; cancellable as `diff` is.
     @discardableResult
-    public static func export(directory: [UInt8], to fd: Int32, name: String, compression: Compression,
+    package static func export(directory: [UInt8], to fd: Int32, name: String, compression: Compression,
                               options: ExportOptions = ExportOptions(), whiteouts: WhiteoutForm = .plain,
                               progress: (@Sendable (Int64, Int) -> Void)? = nil) async throws -> LayerDigests {
         try await DedicatedThread.run { isCancelled in

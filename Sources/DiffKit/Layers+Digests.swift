@@ -6,7 +6,7 @@ extension Layers {
     /// The naive diff of `layer` against `base` (nil: a full export), written to `fd` in
     /// `compression`; returns its digests (diffID, blob digest, sizes, media type).
     @discardableResult
-    public static func diff(base: [UInt8]?, layer: [UInt8], to fd: Int32, name: String, compression: Compression,
+    package static func diff(base: [UInt8]?, layer: [UInt8], to fd: Int32, name: String, compression: Compression,
                             options: ExportOptions = ExportOptions(), snapshots: Bool = false,
                             progress: (@Sendable (Int64, Int) -> Void)? = nil) throws -> LayerDigests {
         try LayerOutput.write(to: fd, name: name, compression: compression, progress: progress) { pipe in
@@ -17,7 +17,7 @@ extension Layers {
     /// Every entry of `directory` as a tar (see `export(directory:to:name:options:whiteouts:)`),
     /// written to `fd` in `compression`; returns its digests.
     @discardableResult
-    public static func export(directory: [UInt8], to fd: Int32, name: String, compression: Compression,
+    package static func export(directory: [UInt8], to fd: Int32, name: String, compression: Compression,
                               options: ExportOptions = ExportOptions(), whiteouts: WhiteoutForm = .plain,
                               progress: (@Sendable (Int64, Int) -> Void)? = nil) throws -> LayerDigests {
         try LayerOutput.write(to: fd, name: name, compression: compression, progress: progress) { pipe in

@@ -1,12 +1,13 @@
 // The four jobs on plain directories, each one call: naive diff, full export, apply, sizes.
 import DiffKitArchive
 import DiffKitSystem
+import SystemPackage
 
 /// The four jobs on plain directories, one call each: naive diff, full export, apply, DiffSize.
 public enum Layers {
     /// The naive diff of `layer` against `base` (nil: empty base → full export) as a tar on `fd`.
     @discardableResult
-    public static func diff(base: [UInt8]?, layer: [UInt8], to fd: Int32, name: String,
+    package static func diff(base: [UInt8]?, layer: [UInt8], to fd: Int32, name: String,
                             options: ExportOptions = ExportOptions(), snapshots: Bool = false) throws -> LayerWriter {
         let writer = LayerWriter(tar: TarWriter(fd: fd, name: name), root: layer, options: options)
         if let base {
@@ -20,7 +21,7 @@ public enum Layers {
     /// Every entry of `directory` as a tar on `fd`; with the overlay form, `directory` is an overlay
     /// upper dir and this is the native diff (kernel whiteouts and opaque dirs in tar form).
     @discardableResult
-    public static func export(directory: [UInt8], to fd: Int32, name: String,
+    package static func export(directory: [UInt8], to fd: Int32, name: String,
                               options: ExportOptions = ExportOptions(), whiteouts: WhiteoutForm = .plain) throws -> LayerWriter {
         let writer = LayerWriter(tar: TarWriter(fd: fd, name: name), root: directory, options: options)
         try writer.writeTree(whiteouts: whiteouts)
@@ -28,19 +29,19 @@ public enum Layers {
     }
 
     /// Apply the tar read from `fd` (any compression) onto `root`; returns Σ header sizes.
-    public static func apply(root: [UInt8], from fd: Int32, name: String, options: ApplyOptions = ApplyOptions()) throws -> Int64 {
-        try apply(root: root, from: .descriptor(fd), name: name, options: options)
+    package static func apply(root: [UInt8], from fd: Int32, name: String, options: ApplyOptions = ApplyOptions()) throws -> Int64 {
+        try apply(root: root, from: .descriptor(FileDescriptor(rawValue: fd)), name: name, options: options)
     }
 
     /// Apply the tar read from `source` (a descriptor, bytes, or a caller's reader; any
     /// compression) onto `root`; returns Σ header sizes.
-    public static func apply(root: [UInt8], from source: LayerSource, name: String, options: ApplyOptions = ApplyOptions()) throws -> Int64 {
+    package static func apply(root: [UInt8], from source: LayerSource, name: String, options: ApplyOptions = ApplyOptions()) throws -> Int64 {
         let reader = try TarReader(source: source, name: name)
         return try Applier(root: root, options: options).apply(reader, archive: name)
     }
 
     /// Naive DiffSize: ChangesSize of the changes from `base` to `layer`.
-    public static func diffSize(base: [UInt8]?, layer: [UInt8]) throws -> Int64 {
+    package static func diffSize(base: [UInt8]?, layer: [UInt8]) throws -> Int64 {
         Sizes.changesSize(try TreeDiff.changes(base: base, layer: layer))
     }
 }

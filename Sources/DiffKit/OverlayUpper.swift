@@ -22,19 +22,19 @@ import Glibc
 
 /// What an overlay upper dir holds that only the layer's mounted view can complete: directories
 /// renamed with `redirect_dir` and metadata-only copy-ups (`metacopy`).
-public struct OverlayUpperScan: Sendable, Equatable {
+package struct OverlayUpperScan: Sendable, Equatable {
     /// Redirected directories, as paths relative to the upper (their subtrees are not scanned).
-    public var redirectedDirectories: [[UInt8]] = []
+    package var redirectedDirectories: [[UInt8]] = []
     /// Regular files whose data are in a lower layer, as paths relative to the upper.
-    public var metacopyFiles: [[UInt8]] = []
+    package var metacopyFiles: [[UInt8]] = []
     /// Why the upper cannot be read this way (a redirect that is not a path inside the layer), or nil.
-    public var problem: String?
+    package var problem: String?
 
     /// The upper has redirected directories or metacopy files: its export needs the mounted view.
-    public var needsView: Bool { !redirectedDirectories.isEmpty || !metacopyFiles.isEmpty }
+    package var needsView: Bool { !redirectedDirectories.isEmpty || !metacopyFiles.isEmpty }
 
     /// Scan the upper dir `upper` whose overlay xattrs start with `xattrPrefix` (`trusted.` or `user.`).
-    public static func of(upper: [UInt8], xattrPrefix: String) throws -> OverlayUpperScan {
+    package static func of(upper: [UInt8], xattrPrefix: String) throws -> OverlayUpperScan {
         var scan = OverlayUpperScan()
         let redirect = Bytes.of(xattrPrefix + "overlay.redirect"), metacopy = Bytes.of(xattrPrefix + "overlay.metacopy")
         try Walker.walk(root: upper, visit: { dir, name, info in
@@ -72,7 +72,7 @@ extension LayerWriter {
     /// a redirected directory (listed in `scan`) is written with an opaque marker and the whole
     /// subtree `view()` shows at its path; a metacopy file with its upper header and the data
     /// `view()` shows. `view` is the layer's mounted root, asked for only when needed.
-    public func writeOverlayUpper(_ upper: [UInt8], prefix: String, scan: OverlayUpperScan, view: () throws -> [UInt8]) throws {
+    package func writeOverlayUpper(_ upper: [UInt8], prefix: String, scan: OverlayUpperScan, view: () throws -> [UInt8]) throws {
         let redirected = Set(scan.redirectedDirectories), metacopy = Set(scan.metacopyFiles)
         var viewfd: Int32 = -1
         defer { if viewfd >= 0 { Sys.close(viewfd) } }
@@ -151,7 +151,7 @@ extension BranchChanges {
     /// redirected directory's subtree is the comparison of `parentView` and the layer's mounted
     /// view `layerView` at its path (the directory added where the parent has no directory,
     /// else modified when its attributes or its content changed).
-    public static func changes(upper: [UInt8], xattrPrefix: String, parentView: [UInt8]?, layerView: [UInt8]) throws -> [Change] {
+    package static func changes(upper: [UInt8], xattrPrefix: String, parentView: [UInt8]?, layerView: [UInt8]) throws -> [Change] {
         let redirect = Bytes.of(xattrPrefix + "overlay.redirect")
         return try changes(upper: upper, lowers: parentView.map { [$0] } ?? [], form: .overlay(xattrPrefix: xattrPrefix),
                            redirected: { dir, name, info, below in

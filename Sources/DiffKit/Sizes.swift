@@ -21,11 +21,11 @@ public enum Sizes {
     }
 
     /// Sum of the sizes of every non-directory below `root`, once per inode (moby's directory.Size).
-    public static func directorySize(_ root: [UInt8]) throws -> Int64 { try directoryUsage(root).size }
+    package static func directorySize(_ root: [UInt8]) throws -> Int64 { try directoryUsage(root).size }
 
     /// containers/storage's directory.Usage: the bytes of `directorySize` and the number of
     /// distinct inodes of the tree, `root` and directories included.
-    public static func directoryUsage(_ root: [UInt8]) throws -> (size: Int64, inodes: Int64) {
+    package static func directoryUsage(_ root: [UInt8]) throws -> (size: Int64, inodes: Int64) {
         var seen: Set<UInt64> = [UInt64(try Sys.fstatat(AT_FDCWD, root).st_ino)]
         var total: Int64 = 0
         try Walker.walk(root: root, visit: { _, _, info in
@@ -39,9 +39,9 @@ public enum Sizes {
 /// A fingerprint of a tree's state: every entry's path, inode, type and mode, owner, size, mtime
 /// and ctime (ctime moves with any change of content or metadata, and cannot be set back), so
 /// an equal stamp means nothing was changed, added or removed since it was taken.
-public enum TreeStamp {
+package enum TreeStamp {
     /// The stamp of the tree below `root`, as a hex string; throws a `SystemError` if it cannot be walked.
-    public static func of(_ root: [UInt8]) throws -> String {
+    package static func of(_ root: [UInt8]) throws -> String {
         var h: UInt64 = 0xcbf29ce484222325
         func mix(_ v: UInt64) {
             var v = v

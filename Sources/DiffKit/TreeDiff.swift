@@ -18,7 +18,7 @@ public enum TreeDiff {
     /// With more than one core, a second thread compares directory pairs the first hands over
     /// and a third compares contents; each keeps its own findings, merged and sorted at the end,
     /// so the result does not depend on timing.
-    public static func changes(base: [UInt8]?, layer: [UInt8], snapshots: Bool = false) throws -> [Change] {
+    package static func changes(base: [UInt8]?, layer: [UInt8], snapshots: Bool = false) throws -> [Change] {
         let comparer = ContentComparer()
         let parallel = sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1
         let group = DispatchGroup()

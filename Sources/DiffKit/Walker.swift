@@ -9,44 +9,44 @@ import Glibc
 #endif
 
 /// An open directory inside a walk.
-public struct WalkDir: Sendable {
+package struct WalkDir: Sendable {
     /// Descriptor of the directory (valid during the visit).
-    public let fd: Int32
+    package let fd: Int32
     /// Path relative to the walk's root (empty for the root).
-    public let path: [UInt8]
+    package let path: [UInt8]
     /// Absolute path, for the calls that need one (xattrs) and for messages.
-    public let absolute: [UInt8]
+    package let absolute: [UInt8]
 
     /// The relative path of entry `name` of this directory.
-    public func child(_ name: [UInt8]) -> [UInt8] { LayerPath.join(path, name) }
+    package func child(_ name: [UInt8]) -> [UInt8] { LayerPath.join(path, name) }
     /// The absolute path of entry `name` of this directory.
-    public func absoluteChild(_ name: [UInt8]) -> [UInt8] { absolute + [LayerPath.slash] + name }
+    package func absoluteChild(_ name: [UInt8]) -> [UInt8] { absolute + [LayerPath.slash] + name }
 
     /// The layer xattrs of entry `name` of this directory.
-    public func xattrs(_ name: [UInt8]) throws -> [Xattr] {
+    package func xattrs(_ name: [UInt8]) throws -> [Xattr] {
         try LayerXattrs.read(path: absoluteChild(name), dirfd: fd, name: name)
     }
 }
 
 /// Depth-first walks of a directory tree in name-byte order, one `fstatat` per entry.
-public enum Walker {
+package enum Walker {
     /// What a walk does after visiting a directory: go into it or skip it.
-    public enum Step { case descend, skip }
+    package enum Step { case descend, skip }
 
     /// Open a directory for walking (follows a symlink only for the root itself).
-    public static func openRoot(_ path: [UInt8]) throws -> Int32 {
+    package static func openRoot(_ path: [UInt8]) throws -> Int32 {
         try Sys.open(path, O_RDONLY | O_DIRECTORY)
     }
 
     /// Open directory `name` of `dir` for walking, without following a symlink.
-    public static func openChild(_ dir: WalkDir, _ name: [UInt8]) throws -> Int32 {
+    package static func openChild(_ dir: WalkDir, _ name: [UInt8]) throws -> Int32 {
         try Sys.openat(dir.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, shown: dir.absoluteChild(name))
     }
 
     /// Walk everything below `root` (not the root itself). `visit(dir, name, info)` is called in
     /// depth-first pre-order with entries of a directory sorted by name bytes; return `.skip`
     /// to not descend into a directory. `leave(dir)` runs after a directory's children.
-    public static func walk(
+    package static func walk(
         root: [UInt8],
         visit: (WalkDir, [UInt8], FileInfo) throws -> Step,
         leave: ((WalkDir) throws -> Void)? = nil
@@ -57,7 +57,7 @@ public enum Walker {
     }
 
     /// Walk everything below the open directory `dir`, as ``walk(root:visit:leave:)`` does.
-    public static func walk(
+    package static func walk(
         _ dir: WalkDir,
         visit: (WalkDir, [UInt8], FileInfo) throws -> Step,
         leave: ((WalkDir) throws -> Void)? = nil
@@ -76,20 +76,20 @@ public enum Walker {
 
 /// The extended attributes a layer carries: `security.capability` and `user.*`
 /// (containers/storage's set; moby carries only the capability).
-public enum LayerXattrs {
+package enum LayerXattrs {
     static let capability = Bytes.of("security.capability")
     static let userPrefix = Bytes.of("user.")
 
     static let userOverlayPrefix = Bytes.of("user.overlay.")
 
     /// `user.overlay.*` is overlayfs's own state under userxattr, never layer content.
-    public static func isExported(_ name: [UInt8]) -> Bool {
+    package static func isExported(_ name: [UInt8]) -> Bool {
         name == capability || (name.starts(with: userPrefix) && !name.starts(with: userOverlayPrefix))
     }
 
     /// The exported attributes of a file, sorted by name; `fd` is used when open, `name` in
     /// `dirfd` when given (the common "no attributes" answer then costs one short lookup).
-    public static func read(path: [UInt8], fd: Int32 = -1, dirfd: Int32 = -1, name entry: [UInt8] = []) throws -> [Xattr] {
+    package static func read(path: [UInt8], fd: Int32 = -1, dirfd: Int32 = -1, name entry: [UInt8] = []) throws -> [Xattr] {
         var out: [Xattr] = []
         for name in try Sys.listXattrs(path: path, fd: fd, dirfd: dirfd, name: entry) where isExported(name) {
             if let v = try Sys.getXattr(path: path, fd: fd, name: name) { out.append(Xattr(name: name, value: v)) }

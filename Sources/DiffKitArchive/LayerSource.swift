@@ -23,7 +23,7 @@ public protocol LayerReader: Sendable {
 public enum LayerSource: Sendable {
     /// An open descriptor, read from its current offset (it is not closed, and may be closed by
     /// the caller once the read returned).
-    case descriptor(Int32)
+    case descriptor(FileDescriptor)
     /// The bytes themselves.
     case bytes([UInt8])
     /// A reader of the caller's own.

@@ -77,13 +77,14 @@ public final class TarStream {
 
     /// Read `fd` (any compression libarchive knows); `name` is what errors call it.
     public convenience init(fd: Int32, name: String) throws {
-        try self.init(source: .descriptor(fd), name: name)
+        try self.init(source: .descriptor(FileDescriptor(rawValue: fd)), name: name)
     }
 
     /// Read `source` (any compression libarchive knows); `name` is what errors call it.
     public init(source: LayerSource, name: String) throws {
         switch source {
-        case let .descriptor(fd):
+        case let .descriptor(descriptor):
+            let fd = descriptor.rawValue
             // Our own descriptor: a read-ahead thread may still be reading when the caller closes its.
             ownFd = dup(fd)
             guard ownFd >= 0 else { throw ArchiveError(archive: name, entry: nil, errno: errno, message: "cannot read it") }

@@ -39,7 +39,7 @@ public final class AufsDriver: Driver {
 
     /// Driver options: `aufs.mountopt=OPTS` (extra mount options, containers/storage); anything
     /// else is refused. A home on aufs, btrfs or ecryptfs is refused (aufs cannot stack on them).
-    public init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
+    package init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
         var extra: [String] = []
         for (key, value) in options {
             switch key.lowercased() {

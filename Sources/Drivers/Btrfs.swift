@@ -31,7 +31,7 @@ public final class BtrfsDriver: Driver {
     public var layersAreSnapshots: Bool { true }
 
     /// Driver options: `btrfs.min_space=SIZE`; `btrfs.mountopt` and anything else are refused.
-    public init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
+    package init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
         var minSpace: UInt64? = nil
         for (key, value) in options {
             switch key.lowercased() {

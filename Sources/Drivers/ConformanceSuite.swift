@@ -47,7 +47,7 @@ public enum ConformanceSuite {
     }
 
     /// Run every scenario on a store of `driver` made in `home` (which must not exist yet).
-    public static func run(driver name: String, home: [UInt8], options: [String: String] = [:]) throws -> [Result] {
+    package static func run(driver name: String, home: [UInt8], options: [String: String] = [:]) throws -> [Result] {
         let store = try LayerStore(driverName: name, home: home, driverOptions: options)
         let d = store.driver
         defer { try? d.cleanup() }

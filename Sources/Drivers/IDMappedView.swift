@@ -100,7 +100,7 @@ extension LayerStore {
     func viewDir(_ key: String) -> [UInt8] { viewsDir + Bytes.of("/" + key) }
 
     /// The directory where layer `id`'s view through `idMap` is (or would be) mounted.
-    public func viewPath(id: String, idMap: IDMap) -> [UInt8] { viewDir(viewKey(id, idMap)) + Bytes.of("/merged") }
+    package func viewPath(id: String, idMap: IDMap) -> [UInt8] { viewDir(viewKey(id, idMap)) + Bytes.of("/merged") }
 
     /// Whether layer `id`'s view through `idMap` is mounted now.
     public func isMounted(id: String, idMap: IDMap) -> Bool { Sys.isMountRoot(viewPath(id: id, idMap: idMap)) }
@@ -112,7 +112,7 @@ extension LayerStore {
     /// one layer coexist. The identity map is the plain `mount(id:)`. Where ID-mapped mounts are
     /// impossible, see `MappedViewOptions.allowChownFallback`.
     public func mount(id: String, idMap: IDMap, options: MappedViewOptions = MappedViewOptions()) throws -> MappedView {
-        if try isPlainView(id, idMap) { return MappedView(path: try mount(id: id), fallbackReason: nil) }
+        if try isPlainView(id, idMap) { return MappedView(path: Bytes.of(try mount(id: id)), fallbackReason: nil) }
         return try reading(id) {
             _ = try record(id)
             return try withLock {

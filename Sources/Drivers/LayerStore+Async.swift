@@ -22,7 +22,7 @@ extension LayerStore {
     /// export before its next entry (or segment of a byte-exact export) with `CancellationError`
     /// (what reached `fd` is unfinished).
     @discardableResult
-    public func export(id: String, to fd: Int32, name: String, compression: Compression,
+    package func export(id: String, to fd: Int32, name: String, compression: Compression,
                        options: ExportOptions = ExportOptions(), naive: Bool = false, regenerate: Bool = false,
                        progress: (@Sendable (Int64, Int) -> Void)? = nil) async throws -> LayerExport {
         try await DedicatedThread.run { isCancelled in

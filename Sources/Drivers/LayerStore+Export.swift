@@ -25,7 +25,7 @@ extension LayerStore {
     /// On failure (cancellation included) nothing is returned; what reached `fd` is the caller's
     /// to discard.
     @discardableResult
-    public func export(id: String, to fd: Int32, name: String, compression: Compression,
+    package func export(id: String, to fd: Int32, name: String, compression: Compression,
                        options: ExportOptions = ExportOptions(), naive: Bool = false, regenerate: Bool = false,
                        progress: (@Sendable (Int64, Int) -> Void)? = nil) throws -> LayerExport {
         var source = ExportSource.regenerated(reason: nil)

@@ -3,6 +3,7 @@
 // no layer behind) and two processes can share one home.
 import DiffKitArchive
 import DiffKitSystem
+import SystemPackage
 import DiffKit
 import Synchronization
 
@@ -58,7 +59,7 @@ public final class LayerStore: Sendable {
 
     /// Open (or create) a store of `driverName` at `home`. `driverOptions` are the driver's own
     /// (`vfs.*`, …). Layers left incomplete by an interrupted import are removed here.
-    public init(driverName: String, home: [UInt8], driverOptions: [String: String] = [:], idMap: IDMap = .identity) throws {
+    package init(driverName: String, home: [UInt8], driverOptions: [String: String] = [:], idMap: IDMap = .identity) throws {
         let idMap = try StoreIDMap.settle(home: home, requested: idMap)  // validated; recorded or adopted
         switch driverName {
         case "vfs": driver = try VFSDriver(home: home + Bytes.of("/vfs"), options: driverOptions, idMap: idMap)
@@ -246,9 +247,9 @@ public final class LayerStore: Sendable {
     }
 
     /// Create layer `id` on `parent` and apply the tar from `fd` to it (see the `LayerSource` form).
-    public func importLayer(id: String, parent: String?, from fd: Int32, name: String,
+    package func importLayer(id: String, parent: String?, from fd: Int32, name: String,
                             options: ApplyOptions = ApplyOptions(), createOptions: [String: String] = [:]) throws -> LayerImport {
-        try importLayer(id: id, parent: parent, from: .descriptor(fd), name: name, options: options, createOptions: createOptions)
+        try importLayer(id: id, parent: parent, from: .descriptor(FileDescriptor(rawValue: fd)), name: name, options: options, createOptions: createOptions)
     }
 
     /// Create layer `id` on `parent` and apply the tar from `source` to it. All or nothing: on any
@@ -328,7 +329,7 @@ public final class LayerStore: Sendable {
     ///   every driver shares), mtimes clamped, no names — so equal content gives equal bytes on
     ///   every driver.
     @discardableResult
-    public func export(id: String, to fd: Int32, name: String, options: ExportOptions = ExportOptions(), naive: Bool = false,
+    package func export(id: String, to fd: Int32, name: String, options: ExportOptions = ExportOptions(), naive: Bool = false,
                        regenerate: Bool = false) throws -> ExportSource {
         try reading(id) {
             let r = try record(id)
@@ -452,7 +453,7 @@ public final class LayerStore: Sendable {
 
     /// The directory of layer `id`'s view, mounted if the driver mounts; counted across processes,
     /// so each call needs an ``unmount(id:)``.
-    public func mount(id: String) throws -> [UInt8] {
+    public func mount(id: String) throws -> FilePath {
         try reading(id) {
             _ = try record(id)
             return try withLock {
@@ -462,7 +463,7 @@ public final class LayerStore: Sendable {
                 // The driver counts references per process; the store's count is across them.
                 if n > 0 { try driver.put(id: id) }
                 try setMountCount(id, n + 1)
-                return path
+                return FilePath(bytes: path)
             }
         }
     }

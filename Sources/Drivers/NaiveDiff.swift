@@ -86,7 +86,7 @@ extension Driver {
     }
 
     /// The layer as a tar of its changes against `parent` (a full tar without parent).
-    public func diff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
+    package func diff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
         guard let d = try diffDirectory(id: id, parent: parent) else {
             return try naiveDiff(id: id, parent: parent, to: fd, name: name, options: options)
         }
@@ -105,7 +105,7 @@ extension Driver {
         }
         var options = options
         options.whiteouts = d.whiteouts
-        options.parentTemplates = d.lowers
+        options.parentTemplates = d.lowers.map { FilePath(bytes: $0) }
         options.idMap = try storeMap(options.idMap)
         _ = try Applier(root: d.directory, options: options).apply(reader, archive: name)
         return try Sizes.directorySize(d.directory)
@@ -124,7 +124,7 @@ extension Driver {
     }
 
     /// The changes found by comparison, written as a layer (moby's ExportChanges).
-    public func naiveDiff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
+    package func naiveDiff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
         var options = options
         options.idMap = idMap
         try withLayers(id, parent) { dir, parentDir in

@@ -60,7 +60,7 @@ public final class Overlay2Driver: Driver {
     /// `overlay2.mountopt=OPTIONS` (extra options of every layer mount, such as
     /// `redirect_dir=on,metacopy=on`). `overlay.` works as the prefix too (containers/storage).
     /// Anything else is refused.
-    public init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
+    package init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
         var size: UInt64? = nil
         var extraMountOptions: [String] = []
         for (key, value) in options {

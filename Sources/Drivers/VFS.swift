@@ -18,7 +18,7 @@ public final class VFSDriver: Driver {
     private let ignoreChownErrors: Bool
 
     /// Driver options: `vfs.ignore_chown_errors=BOOL` (containers/storage); anything else is refused.
-    public init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
+    package init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
         self.home = home
         self.idMap = idMap
         var ignoreChownErrors = false

@@ -65,7 +65,7 @@ final class ChunkReader: LayerReader {
         defer { Fixture.cleanup(tarDir(path)) }
         let fd = try Sys.open(Bytes.of(path), O_RDONLY)
         defer { close(fd) }
-        let fromFd = try applied({ _ in .descriptor(fd) }, name: path)
+        let fromFd = try applied({ _ in .descriptor(FileDescriptor(rawValue: fd)) }, name: path)
         let fromBytes = try applied({ _ in .bytes(bytes) }, name: "buffer")
         // Odd small chunks: headers and data split across reads.
         let fromReader = try applied({ _ in .reader(ChunkReader(bytes, chunk: 1000)) }, name: "reader")
@@ -94,7 +94,7 @@ final class ChunkReader: LayerReader {
         }
         let fd = try Sys.open(Bytes.of(path), O_RDONLY)
         defer { close(fd) }
-        let expected = try diffID(.descriptor(fd))
+        let expected = try diffID(.descriptor(FileDescriptor(rawValue: fd)))
         #expect(try diffID(.bytes(bytes)) == expected)
         #expect(try diffID(.reader(ChunkReader(bytes, chunk: 4096))) == expected)
     }

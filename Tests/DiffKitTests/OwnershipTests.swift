@@ -113,7 +113,7 @@ enum OwnershipFixtures {
                         defer { Fixture.cleanup(root) }
                         if form == .plain { _ = try Pipe.apply(full, to: root, options: ApplyOptions(idMap: map)) }
                         var options = ApplyOptions(idMap: map, whiteouts: form)
-                        options.parentTemplates = templates
+                        options.parentTemplates = templates.map { FilePath(bytes: $0) }
                         do {
                             _ = try Pipe.apply(tar, to: root, options: options)
                         } catch {
@@ -144,7 +144,7 @@ enum OwnershipFixtures {
         let root = try OwnershipFixtures.layerRoot(map, tag: "upper")
         defer { Fixture.cleanup(root) }
         var options = ApplyOptions(idMap: map, whiteouts: .overlay(xattrPrefix: "trusted."))
-        options.parentTemplates = [Bytes.of(lower)]
+        options.parentTemplates = [FilePath(lower)]
         _ = try Pipe.apply(tar, to: root, options: options)
         #expect(try Manifest.of(root).filter { $0.contains("directory") }.map { String($0.split(separator: " ").prefix(4).joined(separator: " ")) }
             == ["a directory 750 100000:100007", "a/b directory 711 100009:100000", "a/b/c directory 755 100000:100000"])

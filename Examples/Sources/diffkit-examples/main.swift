@@ -22,7 +22,7 @@ func check(_ ok: Bool, _ what: @autoclosure () -> String) throws {
     if !ok { throw Failure(description: what()) }
 }
 
-func path(_ s: String) -> [UInt8] { Array(s.utf8) }
+func path(_ s: String) -> FilePath { FilePath(s) }
 
 /// A new empty directory under /tmp.
 func temporaryDirectory(_ tag: String) throws -> String {
@@ -83,10 +83,10 @@ final class SlowReader: LayerReader {
 }
 
 /// Write a file with `body(fd)`; its path.
-func output(_ file: String, _ body: (Int32) throws -> Void) throws -> String {
-    let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    try check(fd >= 0, "cannot create \(file)")
-    defer { close(fd) }
+func output(_ file: String, _ body: (FileDescriptor) throws -> Void) throws -> String {
+    let fd = try FileDescriptor.open(path(file), .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                     permissions: [.ownerReadWrite, .groupRead, .otherRead])
+    defer { try? fd.close() }
     try body(fd)
     return file
 }
@@ -105,8 +105,8 @@ func applyTar(in work: String) throws {
     }
     let root = work + "/root"
     mkdir(root, 0o755)
-    let fd = open(tar, O_RDONLY | O_CLOEXEC)
-    defer { close(fd) }
+    let fd = try FileDescriptor.open(path(tar), .readOnly, options: .closeOnExec)
+    defer { try? fd.close() }
     let size = try Layers.apply(root: path(root), from: .descriptor(fd), name: tar)
     try check(exists(root + "/etc/hostname") && exists(root + "/README"), "the applied tree lacks its files")
     print("applied \(tar) from a descriptor into \(root): \(size) bytes")
