@@ -126,13 +126,12 @@ public final class AufsDriver: Driver {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         try mounts.forget(id, mounter)
-        _ = Sys.withCString(layersFile(id)) { unlink($0) }
+        try? Sys.unlink(layersFile(id))
         for path in [diffDir(id), mountPoint(id)] {
             let removing = path + Bytes.of("-removing")
-            if Sys.withCString(path, { p in Sys.withCString(removing) { rename(p, $0) } }) != 0 {
-                if errno == ENOENT { continue }
-                throw SystemError("rename", path, errno: errno)
-            }
+            let r = Sys.tryRename(path, removing)
+            if r == ENOENT { continue }
+            if r != 0 { throw SystemError("rename", path, errno: r) }
             try removeTree(AT_FDCWD, removing)
         }
     }
@@ -247,9 +246,8 @@ public final class AufsDriver: Driver {
     /// Whether the module takes `dirperm1`: a test mount of a scratch branch.
     static func probeDirperm1(_ home: [UInt8]) -> Bool {
         let base = Bytes.string(home) + "/dirperm1-check-\(getpid())"
-        mkdir(base, 0o700)
-        mkdir(base + "/branch", 0o700)
-        mkdir(base + "/mnt", 0o700)
+        for d in ["", "/branch", "/mnt"] { try? Sys.mkdir(Bytes.of(base + d), mode: 0o700) }
+
         defer { try? removeTree(AT_FDCWD, Bytes.of(base)) }
         guard (try? Sys.mount(source: "none", target: Bytes.of(base + "/mnt"), type: "aufs", flags: 0,
                               data: "br:\(base)/branch=rw,dirperm1")) != nil else { return false }

@@ -29,7 +29,7 @@ extension LayerStore {
                 try driver.create(id: id, parent: parent, options: options)
             }
             try write(LayerRecord(id: id, parent: parent, template: template))
-            _ = Sys.withCString(incompletePath(id)) { unlink($0) }
+            try? Sys.unlink(incompletePath(id))
         }
     }
 
@@ -91,17 +91,16 @@ extension LayerStore {
             var record = LayerRecord(id: id, parent: parent, appliedSize: size, diffID: digest.finish())
             if let reason = split.invalidReason {
                 options.logger.warning("\(name): the layer cannot be exported byte for byte later: \(reason)")
-                _ = Sys.withCString(splitTmp) { unlink($0) }
+                try? Sys.unlink(splitTmp)
             } else {
-                _ = fsync(splitFd)
+                try? Sys.fsync(splitFd, shown: splitTmp)
                 record.stamp = try stamp(id)
-                if Sys.withCString(splitTmp, { t in Sys.withCString(tarSplitPath(id)) { rename(t, $0) } }) != 0 {
-                    throw SystemError("rename", tarSplitPath(id), errno: errno)
-                }
+                try Sys.rename(splitTmp, tarSplitPath(id))
             }
             try withLock {
                 try write(record)
-                _ = Sys.withCString(incompletePath(id)) { unlink($0) }
+                try? Sys.unlink(incompletePath(id))
+
             }
             return LayerImport(id: id, size: size, diffID: record.diffID!)
         } catch {

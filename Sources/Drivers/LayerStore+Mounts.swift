@@ -21,7 +21,8 @@ extension LayerStore {
 
     func setMountCount(_ id: String, _ n: Int) throws {
         let path = meta + Bytes.of("/.mounts/" + id)
-        if n > 0 { try writeFileAtomically(path, Bytes.of("\(n)\n")) } else { _ = Sys.withCString(path) { unlink($0) } }
+        if n > 0 { try writeFileAtomically(path, Bytes.of("\(n)\n")) } else { try? Sys.unlink(path) }
+
     }
 
     /// The directory of layer `id`'s view, mounted if the driver mounts; counted across processes,

@@ -75,14 +75,11 @@ public final class LayerStore: Sendable {
 
     private func lockFile(_ path: [UInt8], _ operation: Int32) throws -> Int32? {
         let fd = try Sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC, mode: 0o600)
-        while flock(fd, operation) != 0 {
-            let e = errno
-            if e == EINTR { continue }
-            Sys.close(fd)
-            if e == EWOULDBLOCK { return nil }
-            throw SystemError("flock", path, errno: e)
-        }
-        return fd
+        let e = Sys.tryFlock(fd, operation)
+        if e == 0 { return fd }
+        Sys.close(fd)
+        if e == EWOULDBLOCK { return nil }
+        throw SystemError("flock", path, errno: e)
     }
 
     /// Run `body` with layer `id` locked shared (it cannot be removed meanwhile).
@@ -146,7 +143,7 @@ public final class LayerStore: Sendable {
             // Records and markers are written (temp file, rename) under the store lock, which we
             // hold: a temp file is what a killed writer left. (A tar-split's goes with its layer.)
             if n.hasSuffix(".tmp") && !n.hasSuffix(".tar-split.tmp") {
-                _ = Sys.withCString(meta + [LayerPath.slash] + e.name) { unlink($0) }
+                try? Sys.unlink(meta + [LayerPath.slash] + e.name)
                 continue
             }
             guard n.hasSuffix(".incomplete") else { continue }
@@ -169,7 +166,7 @@ public final class LayerStore: Sendable {
     /// last the incomplete marker.
     func forgetFiles(_ id: String) {
         for p in [recordPath(id), tarSplitPath(id), tarSplitPath(id) + Bytes.of(".tmp"), incompletePath(id)] {
-            _ = Sys.withCString(p) { unlink($0) }
+            try? Sys.unlink(p)
         }
     }
 
@@ -217,20 +214,22 @@ func writeFileAtomically(_ path: [UInt8], _ data: [UInt8], mode: mode_t = 0o600)
     // (two children of one overlay2 layer both mark it committed); the last rename wins whole.
     let tmp = path + Bytes.of(".\(getpid())-\(temporaryNames.add(1, ordering: .relaxed).oldValue).tmp")
     let fd = try Sys.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
-    _ = fchmod(fd, mode)
+    try? Sys.fchmod(fd, mode: mode, shown: tmp)
     do {
         try data.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: Bytes.string(tmp)) }
-        _ = fsync(fd)
+        try? Sys.fsync(fd, shown: tmp)
     } catch {
         Sys.close(fd)
         throw error
     }
     Sys.close(fd)
-    if Sys.withCString(tmp, { t in Sys.withCString(path) { rename(t, $0) } }) != 0 {
-        let e = errno
-        _ = Sys.withCString(tmp) { unlink($0) }
-        throw SystemError("rename", path, errno: e)
+    do {
+        try Sys.rename(tmp, path)
+    } catch {
+        try? Sys.unlink(tmp)
+        throw error
     }
+
 }
 
 /// Numbers the temporary files of this process's `writeFileAtomically` calls.

@@ -16,10 +16,9 @@ extension Overlay2Driver {
         let probe = Bytes.of(".d_type-check-\(getpid())")
         guard let fd = try? Sys.open(dir, O_RDONLY | O_DIRECTORY) else { return false }
         defer { Sys.close(fd) }
-        let f = Sys.withCString(probe) { openat(fd, $0, O_CREAT | O_WRONLY | O_CLOEXEC, 0o600) }
-        guard f >= 0 else { return false }
-        close(f)
-        defer { _ = Sys.withCString(probe) { unlinkat(fd, $0, 0) } }
+        guard let f = try? Sys.openat(fd, probe, O_CREAT | O_WRONLY | O_CLOEXEC, mode: 0o600) else { return false }
+        Sys.close(f)
+        defer { try? Sys.unlinkat(fd, probe) }
         return (try? Sys.readDirectory(fd, shown: dir))?.first(where: { $0.name == probe })?.type == 8 /* DT_REG */
     }
 
@@ -48,16 +47,14 @@ extension Overlay2Driver {
     /// (`redirect_dir`) keep the native diff, as features it reads through the mounts. Throws
     /// when overlay cannot be mounted at all.
     static func probeNativeDiff(home: [UInt8], mountOptions: [String], xattrPrefix: String) throws -> (usable: Bool, reason: String, features: [String]) {
-        var template = Array((Bytes.string(home) + "/native-diff-check-XXXXXX").utf8CString)
-        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw SystemError("mkdtemp", home + Bytes.of("/native-diff-check-XXXXXX"), errno: errno)
-        }
-        let td = String(cString: p)
+        let td = Bytes.string(try Sys.makeTemporaryDirectory(home + Bytes.of("/native-diff-check-XXXXXX")))
         defer { try? removeTree(AT_FDCWD, Bytes.of(td)) }
-        for d in ["l1", "l1/d", "l2", "l2/d", "l3", "work", "merged"] { mkdir(td + "/" + d, 0o755) }
-        let lowerFile = td + "/l1/f"
-        let f = open(lowerFile, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-        if f >= 0 { _ = write(f, "lower", 5); close(f) }
+        for d in ["l1", "l1/d", "l2", "l2/d", "l3", "work", "merged"] { try? Sys.mkdir(Bytes.of(td + "/" + d), mode: 0o755) }
+        let lowerFile = Bytes.of(td + "/l1/f")
+        if let f = try? Sys.open(lowerFile, O_CREAT | O_WRONLY | O_CLOEXEC, mode: 0o644) {
+            try? Bytes.of("lower").withUnsafeBytes { try Sys.writeAll(f, $0, shown: td + "/l1/f") }
+            Sys.close(f)
+        }
         let opaque = Bytes.of(xattrPrefix + "overlay.opaque")
         let r = Sys.setXattr(path: Bytes.of(td + "/l2/d"), name: opaque, value: [UInt8(ascii: "y")])
         if r != 0 { throw SystemError("setxattr \(xattrPrefix)overlay.opaque", Bytes.of(td + "/l2/d"), errno: r) }
@@ -69,21 +66,22 @@ extension Overlay2Driver {
         }
         defer { try? Sys.unmount(merged) }
 
-        let nf = open(td + "/merged/d/f", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-        if nf >= 0 { close(nf) }
+        if let nf = try? Sys.open(Bytes.of(td + "/merged/d/f"), O_CREAT | O_WRONLY | O_CLOEXEC, mode: 0o644) { Sys.close(nf) }
         if try Sys.getXattr(path: Bytes.of(td + "/l3/d"), name: opaque) == [UInt8(ascii: "y")] {
             return (false, "opaque flag erroneously copied up, consider update to kernel 4.8 or later", [])
         }
-        _ = Glibc.chmod(td + "/merged/f", 0o600)
+        try? Sys.chmod(Bytes.of(td + "/merged/f"), mode: 0o600)
         let up = try? Sys.fstatat(AT_FDCWD, Bytes.of(td + "/l3/f"))
         let metacopy = try Sys.getXattr(path: Bytes.of(td + "/l3/f"), name: Bytes.of(xattrPrefix + "overlay.metacopy"))
         var features: [String] = []
         if up?.st_size != 5 { return (false, "a chmod copied up a file of the wrong size", []) }
         if metacopy != nil { features.append("metacopy") }
-        if rename(td + "/merged/d", td + "/merged/d2") != 0 {
-            if errno == EXDEV { return (true, "", features) }
-            return (false, "rename in the merged directory failed: \(errno)", [])
+        let renamed = Sys.tryRename(Bytes.of(td + "/merged/d"), Bytes.of(td + "/merged/d2"))
+        if renamed != 0 {
+            if renamed == EXDEV { return (true, "", features) }
+            return (false, "rename in the merged directory failed: \(renamed)", [])
         }
+
         if try Sys.getXattr(path: Bytes.of(td + "/l3/d2"), name: Bytes.of(xattrPrefix + "overlay.redirect")) != nil {
             features.insert("redirect_dir", at: 0)
         }

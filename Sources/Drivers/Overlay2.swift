@@ -209,16 +209,15 @@ public final class Overlay2Driver: Driver {
         }
         let root = idMap.rootPair
         let path = dir(id)
-        if Sys.withCString(path, { mkdir($0, 0o710) }) != 0 { throw SystemError("mkdir", path, errno: errno) }
+        try Sys.mkdir(path, mode: 0o710)
         var linkID: String? = nil
         do {
-            _ = chown(path, geteuid(), root.gid)
+            try? Sys.lchown(path, uid: geteuid(), gid: root.gid)
             if let size { try quota!.setQuota(path, bytes: size) }
             let diff = diffDir(id)
-            if Sys.withCString(diff, { mkdir($0, 0o700) }) != 0 { throw SystemError("mkdir", diff, errno: errno) }
-            if chown(diff, rootAttributes.uid, rootAttributes.gid) != 0 || chmod(diff, rootAttributes.mode) != 0 {
-                throw SystemError("chown/chmod", diff, errno: errno)
-            }
+            try Sys.mkdir(diff, mode: 0o700)
+            try Sys.lchown(diff, uid: rootAttributes.uid, gid: rootAttributes.gid)
+            try Sys.chmod(diff, mode: rootAttributes.mode)
             linkID = try makeLink(id)
             try writeFileAtomically(path + Bytes.of("/link"), Bytes.of(linkID!), mode: 0o644)
             if let parent {
@@ -229,7 +228,7 @@ public final class Overlay2Driver: Driver {
                 try writeFileAtomically(path + Bytes.of("/lower"), Bytes.of(lower.joined(separator: ":")), mode: 0o666)
             }
         } catch {
-            if let linkID { _ = Sys.withCString(home + Bytes.of("/l/" + linkID)) { unlink($0) } }
+            if let linkID { try? Sys.unlink(home + Bytes.of("/l/" + linkID)) }
             try? removeTree(AT_FDCWD, path)
             throw error
         }
@@ -240,8 +239,9 @@ public final class Overlay2Driver: Driver {
         while true {
             let l = Overlay2Driver.newLinkID()
             let at = home + Bytes.of("/l/" + l)
-            if Sys.withCString(at, { symlink("../\(id)/diff", $0) }) == 0 { return l }
-            if errno != EEXIST { throw SystemError("symlink", at, errno: errno) }
+            let r = Sys.trySymlinkat(Bytes.of("../\(id)/diff"), AT_FDCWD, at)
+            if r == 0 { return l }
+            if r != EEXIST { throw SystemError("symlink", at, errno: r) }
         }
     }
 
@@ -251,7 +251,7 @@ public final class Overlay2Driver: Driver {
         try validate(id: id)
         guard exists(id: id) else { return }
         try mounts.forget(id, mounter)
-        if let l = try? link(id) { _ = Sys.withCString(home + Bytes.of("/l/" + l)) { unlink($0) } }
+        if let l = try? link(id) { try? Sys.unlink(home + Bytes.of("/l/" + l)) }
         try removeTree(AT_FDCWD, dir(id))
     }
 
@@ -288,7 +288,7 @@ public final class Overlay2Driver: Driver {
     private func unmount(_ id: String) throws {
         let merged = mergedDir(id)
         if Sys.isMountPoint(merged) { try Sys.unmount(merged) }
-        _ = Sys.withCString(merged) { rmdir($0) }
+        try? Sys.rmdir(merged)
     }
 
     /// Mount the layer on `merged`: with absolute paths when the data fits a page; else with
@@ -318,7 +318,8 @@ public final class Overlay2Driver: Driver {
                 usleep(10_000)
             }
         }
-        if !committed { _ = chown(workDir(id) + Bytes.of("/work"), root.uid, root.gid) }
+        if !committed { try? Sys.lchown(workDir(id) + Bytes.of("/work"), uid: root.uid, gid: root.gid) }
+
     }
 
     private func mountOnce(_ id: String, _ merged: [UInt8], _ committed: Bool, _ absolute: String, _ relative: String,
