@@ -7,53 +7,11 @@
 // follow it, and names are validated before anything is touched.
 import DiffKitArchive
 import DiffKitSystem
-import SystemPackage
 import Logging
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// How an ``Applier`` writes a layer: the ID map, the whiteout form of the target, limits,
-/// where implicit parents take their attributes from, logging and progress.
-public struct ApplyOptions: Sendable {
-    /// Container → host map for the entries' owners; ``IDMap/identity`` keeps them as they are.
-    public var idMap: IDMap = .identity
-    /// The form deletions and opaque directories take in the target directory.
-    public var whiteouts: WhiteoutForm = .plain
-    /// Where a parent directory the stream does not carry is made, it takes the mode and owner
-    /// of the same directory in the first of these trees that has it (the lower dirs, nearest
-    /// first, when the root is an overlay upper: the merged view keeps the lower's attributes).
-    /// Without one, or when none has it, it is made 0755 and owned by the map's root pair.
-    /// Under an ID map, a lower's uid or gid outside the map is replaced by the root pair's.
-    public var parentTemplates: [FilePath] = []
-    /// Device nodes cannot be made in a user namespace: skip them (with a warning).
-    public var inUserNamespace: Bool = ApplyOptions.detectUserNamespace()
-    /// At most this many bytes of file data are written (the holes of sparse files are free);
-    /// beyond it the apply fails. nil: no limit. A compressed or sparse layer can promise far
-    /// more than its input's size, and this is what keeps it from filling the disk.
-    public var maxBytes: Int64? = nil
-    /// Where warnings go (skipped xattrs, devices skipped in a user namespace).
-    public var logger: Logger = Logger(label: "diffkit")
-    /// Called after each entry with (bytes read, entries applied), for a progress line.
-    public var onProgress: (@Sendable (Int64, Int) -> Void)? = nil
-    /// Asked before each entry; once it returns true the apply stops with `CancellationError`
-    /// (what it applied so far stays). The async forms set it from the calling task.
-    public var isCancelled: (@Sendable () -> Bool)? = nil
-
-    /// Options with an ID map and a whiteout form; the rest keep their defaults.
-    public init(idMap: IDMap = .identity, whiteouts: WhiteoutForm = .plain) {
-        self.idMap = idMap
-        self.whiteouts = whiteouts
-    }
-
-    /// Whether this process runs in a user namespace (its uid map is not the full identity).
-    public static func detectUserNamespace() -> Bool {
-        guard let text = try? Sys.readFile(Bytes.of("/proc/self/uid_map")) else { return false }
-        let fields = String(decoding: text, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
-        return !(fields.count == 3 && fields[0] == "0" && fields[1] == "0" && fields[2] == "4294967295")
-    }
-}
 
 /// Writes a layer tar into a directory, safely against hostile archives: every path is resolved
 /// inside the root, whiteouts are applied, owners mapped. One applier per target directory.
@@ -181,12 +139,12 @@ public final class Applier {
         let perm = h.mode & 0o7777
         switch h.kind {
         case .directory:
-            var r = mkdir(pfd, base, perm)
+            var r = Sys.tryMkdirat(pfd, base, mode: perm & 0o777)
             if r == EEXIST {
                 let st = try Sys.fstatat(pfd, base, shown: shown)
                 if st.st_mode & S_IFMT != S_IFDIR {
                     try replace(pfd, base, shown)
-                    r = mkdir(pfd, base, perm)
+                    r = Sys.tryMkdirat(pfd, base, mode: perm & 0o777)
                     // A directory made over an overlay whiteout hides what the whiteout hid, as the
                     // kernel's own does: it is opaque.
                     if r == 0, case let .overlay(prefix) = options.whiteouts, st.st_mode & S_IFMT == S_IFCHR, st.st_rdev == 0 {
@@ -213,7 +171,7 @@ public final class Applier {
             // Under a map the file is the entry's owner before any data: a stream that fails
             // midway leaves no file of the applier's own (host root) behind.
             let ownedEarly = !options.idMap.isIdentity
-            if ownedEarly && fchown(fd, uid, gid) != 0 { throw SystemError("chown \(uid):\(gid)", shown, errno: errno) }
+            if ownedEarly { try Sys.fchown(fd, uid: uid, gid: gid, operation: "chown \(uid):\(gid)", shown: shown) }
             var end: Int64 = 0
             var sequential = true
             let source: (((UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Void)
@@ -236,16 +194,16 @@ public final class Applier {
                 }
                 end = max(end, offset + Int64(chunk.count))
             }
-            if end < h.size && ftruncate(fd, off_t(h.size)) != 0 { throw SystemError("truncate", shown, errno: errno) }
+            if end < h.size { try Sys.ftruncate(fd, size: h.size, shown: shown) }
             try metadata(fd: fd, pfd: pfd, base: base, shown: shown, h, uid: uid, gid: gid, fresh: true, owned: ownedEarly)
-            var times = [Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)]
-            if futimens(fd, &times) != 0 { throw SystemError("utimes", shown, errno: errno) }
+            let times = [Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)]
+            try Sys.futimens(fd, times: times, shown: shown)
 
         case .symlink:
-            var r = Sys.withCString(h.linkName) { t in Sys.withCString(base) { symlinkat(t, pfd, $0) } } == 0 ? 0 : errno
+            var r = Sys.trySymlinkat(h.linkName, pfd, base)
             if r == EEXIST {
                 try replace(pfd, base, shown)
-                r = Sys.withCString(h.linkName) { t in Sys.withCString(base) { symlinkat(t, pfd, $0) } } == 0 ? 0 : errno
+                r = Sys.trySymlinkat(h.linkName, pfd, base)
             }
             if r != 0 { throw SystemError("symlink", shown, errno: r) }
             try metadata(fd: -1, pfd: pfd, base: base, shown: shown, h, uid: uid, gid: gid, fresh: true, isSymlink: true)
@@ -263,10 +221,10 @@ public final class Applier {
             let (tfd, terr) = Sys.openInRoot(rootfd, tparent, Sys.oPath | O_DIRECTORY)
             if tfd < 0 { throw SystemError("resolve hardlink target", root + [LayerPath.slash] + h.linkName, errno: terr) }
             defer { Sys.close(tfd) }
-            var r = link(tfd, tbase, pfd, base)
+            var r = Sys.tryLinkat(tfd, tbase, pfd, base)
             if r == EEXIST {
                 try replace(pfd, base, shown)
-                r = link(tfd, tbase, pfd, base)
+                r = Sys.tryLinkat(tfd, tbase, pfd, base)
             }
             if r != 0 { throw SystemError("link to \(Bytes.string(h.linkName))", shown, errno: r) }
             // Never chmod/chown through a hardlinked symlink (CVE-2021-32760).
@@ -294,13 +252,6 @@ public final class Applier {
         }
     }
 
-    private func mkdir(_ pfd: Int32, _ base: [UInt8], _ perm: UInt32) -> Int32 {
-        Sys.withCString(base) { mkdirat(pfd, $0, mode_t(perm & 0o777)) } == 0 ? 0 : errno
-    }
-
-    private func link(_ tfd: Int32, _ tbase: [UInt8], _ pfd: Int32, _ base: [UInt8]) -> Int32 {
-        Sys.withCString(tbase) { t in Sys.withCString(base) { linkat(tfd, t, pfd, $0, 0) } } == 0 ? 0 : errno
-    }
 
     /// An existing entry in the way (as in UnpackLayer): removed, never written through.
     private func replace(_ pfd: Int32, _ base: [UInt8], _ shown: [UInt8]) throws {
@@ -318,13 +269,18 @@ public final class Applier {
         let createdGid = cachedSetgid ? UInt32.max : Self.egid
         let chown = owned || !fresh || uid != Self.euid || gid != createdGid
         if chown && !owned {
-            let r = fd >= 0 ? fchown(fd, uid, gid)
-                : Sys.withCString(base) { fchownat(pfd, $0, uid, gid, AT_SYMLINK_NOFOLLOW) }
-            if r != 0 { throw SystemError("chown \(uid):\(gid)", shown, errno: errno) }
+            if fd >= 0 {
+                try Sys.fchown(fd, uid: uid, gid: gid, operation: "chown \(uid):\(gid)", shown: shown)
+            } else {
+                try Sys.fchownat(pfd, base, uid: uid, gid: gid, operation: "chown \(uid):\(gid)", shown: shown)
+            }
         }
         if !isSymlink && (chown || !fresh || perm & 0o7000 != 0 || perm & Self.umaskBits != 0 || cachedSetgid) {
-            let r = fd >= 0 ? fchmod(fd, mode_t(perm)) : Sys.withCString(base) { fchmodat(pfd, $0, mode_t(perm), 0) }
-            if r != 0 { throw SystemError("chmod \(String(perm, radix: 8))", shown, errno: errno) }
+            if fd >= 0 {
+                try Sys.fchmod(fd, mode: perm, operation: "chmod \(String(perm, radix: 8))", shown: shown)
+            } else {
+                try Sys.fchmodat(pfd, base, mode: perm, operation: "chmod \(String(perm, radix: 8))", shown: shown)
+            }
         }
         for x in h.xattrs {
             // Overlay and trusted attributes from an archive could forge opaque dirs or redirects.
@@ -356,9 +312,8 @@ public final class Applier {
     }
 
     private func setTimes(_ pfd: Int32, _ base: [UInt8], _ shown: [UInt8], _ h: TarHeader) throws {
-        var times = [Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)]
-        let r = Sys.withCString(base) { utimensat(pfd, $0, &times, AT_SYMLINK_NOFOLLOW) }
-        if r != 0 { throw SystemError("utimes", shown, errno: errno) }
+        let times = [Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)]
+        try Sys.utimensat(pfd, base, times: times, shown: shown)
     }
 
     static func time(_ sec: Int64, _ nsec: Int32) -> timespec {
@@ -378,8 +333,8 @@ public final class Applier {
 
     private func applyRootMetadata(_ h: TarHeader) throws {
         let ids = try hostOwner(h)
-        if fchown(rootfd, ids.uid, ids.gid) != 0 { throw SystemError("chown", root, errno: errno) }
-        if fchmod(rootfd, mode_t(h.mode & 0o7777)) != 0 { throw SystemError("chmod", root, errno: errno) }
+        try Sys.fchown(rootfd, uid: ids.uid, gid: ids.gid, shown: root)
+        try Sys.fchmod(rootfd, mode: UInt32(h.mode & 0o7777), shown: root)
         directoryTimes.append(([], Self.time(max(h.atime ?? 0, h.mtime), 0), Self.time(h.mtime, h.mtimeNanoseconds)))
     }
 
@@ -418,9 +373,7 @@ public final class Applier {
                 r = Sys.mknodat(pfd, target, mode: UInt32(S_IFCHR), dev: 0)
             }
             if r != 0 { throw SystemError("mknod whiteout", shown, errno: r) }
-            if Sys.withCString(target, { fchownat(pfd, $0, ids.uid, ids.gid, AT_SYMLINK_NOFOLLOW) }) != 0 {
-                throw SystemError("chown", shown, errno: errno)
-            }
+            try Sys.fchownat(pfd, target, uid: ids.uid, gid: ids.gid, shown: shown)
         case .aufs:
             break
         }
@@ -506,20 +459,23 @@ public final class Applier {
                 if nerr != ENOENT { throw SystemError("resolve", root + [LayerPath.slash] + next, errno: nerr) }
                 let (pfd, perr) = Sys.openInRoot(rootfd, prefix, Sys.oPath | O_DIRECTORY)
                 if pfd < 0 { throw SystemError("resolve", root + [LayerPath.slash] + prefix, errno: perr) }
-                let r = Sys.withCString(c) { mkdirat(pfd, $0, 0o755) } == 0 ? 0 : errno
+                let r = Sys.tryMkdirat(pfd, c, mode: 0o755)
                 defer { Sys.close(pfd) }
                 let t = r == 0 ? template(for: next) : nil
                 let map = options.idMap
                 if r == 0 && (t != nil || !map.isIdentity) {
                     let owner = t.map { map.insideOwner(uid: $0.st_uid, gid: $0.st_gid) } ?? map.rootPair
-                    if Sys.withCString(c, { fchownat(pfd, $0, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }) != 0 && !map.isIdentity {
-                        throw SystemError("chown \(owner.uid):\(owner.gid)", root + [LayerPath.slash] + next, errno: errno)
+                    do {
+                        try Sys.fchownat(pfd, c, uid: owner.uid, gid: owner.gid, operation: "chown \(owner.uid):\(owner.gid)",
+                                         shown: root + [LayerPath.slash] + next)
+                    } catch where map.isIdentity {
+                        // Without a map, a parent made for a template keeps the applier's owner.
                     }
                 }
                 if r == 0, let t {
-                    _ = Sys.withCString(c) { fchmodat(pfd, $0, t.st_mode & 0o7777, 0) }
+                    try? Sys.fchmodat(pfd, c, mode: t.st_mode & 0o7777)
                 } else if r == 0 && Self.umaskBits & 0o755 != 0 {
-                    _ = Sys.withCString(c) { fchmodat(pfd, $0, 0o755, 0) }
+                    try? Sys.fchmodat(pfd, c, mode: 0o755)
                 }
                 if r == EEXIST {
                     // A dangling symlink (or other non-directory) stands where a parent should be.
@@ -544,9 +500,9 @@ public final class Applier {
     private func finishDirectoryTimes() throws {
         dropCache()
         for d in directoryTimes {
-            var times = [d.atime, d.mtime]
+            let times = [d.atime, d.mtime]
             if d.path.isEmpty {
-                if futimens(rootfd, &times) != 0 { throw SystemError("utimes", root, errno: errno) }
+                try Sys.futimens(rootfd, times: times, shown: root)
                 continue
             }
             let (parent, base) = LayerPath.split(d.path)
@@ -557,9 +513,7 @@ public final class Applier {
             }
             defer { Sys.close(pfd) }
             guard let st = try Sys.lstatIfExists(pfd, base), st.st_mode & S_IFMT == S_IFDIR else { continue }
-            if Sys.withCString(base, { utimensat(pfd, $0, &times, AT_SYMLINK_NOFOLLOW) }) != 0 {
-                throw SystemError("utimes", root + [LayerPath.slash] + d.path, errno: errno)
-            }
+            try Sys.utimensat(pfd, base, times: times, shown: root + [LayerPath.slash] + d.path)
         }
         directoryTimes.removeAll()
     }
@@ -568,12 +522,7 @@ public final class Applier {
 
     private func stashPlnk(_ h: TarHeader, _ base: [UInt8], _ reader: TarReader) throws {
         if plnkDir == nil {
-            var template = Bytes.of("/tmp/diffkit-plnk-XXXXXX") + [0]
-            let p = template.withUnsafeMutableBufferPointer { b in
-                b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { mkdtemp($0) }
-            }
-            if p == nil { throw SystemError("mkdtemp", "/tmp", .init(rawValue: errno)) }
-            plnkDir = Array(template.dropLast())
+            plnkDir = try Sys.makeTemporaryDirectory(Bytes.of("/tmp/diffkit-plnk-XXXXXX"))
         }
         let path = plnkDir! + [LayerPath.slash] + base
         let fd = try Sys.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
@@ -613,10 +562,8 @@ public final class Applier {
 /// Remove `name` in `dirfd` and everything below it, never following symlinks.
 /// A missing name is not an error.
 public func removeTree(_ dirfd: Int32, _ name: [UInt8]) throws {
-    let r = Sys.withCString(name) { unlinkat(dirfd, $0, 0) }
-    if r == 0 { return }
-    let e = errno
-    if e == ENOENT { return }
+    let e = Sys.tryUnlinkat(dirfd, name)
+    if e == 0 || e == ENOENT { return }
     if e != EISDIR && e != EPERM {
         throw SystemError("unlink", name, errno: e)
     }
@@ -628,7 +575,7 @@ public func removeTree(_ dirfd: Int32, _ name: [UInt8]) throws {
         throw error
     }
     Sys.close(fd)
-    if Sys.withCString(name, { unlinkat(dirfd, $0, AT_REMOVEDIR) }) != 0 && errno != ENOENT {
-        throw SystemError("rmdir", name, errno: errno)
-    }
+    let r = Sys.tryUnlinkat(dirfd, name, flags: AT_REMOVEDIR)
+    if r != 0 && r != ENOENT { throw SystemError("rmdir", name, errno: r) }
+
 }

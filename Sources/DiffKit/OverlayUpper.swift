@@ -134,8 +134,8 @@ extension LayerWriter {
         let (fd, err) = Sys.openInRoot(viewRoot, path, O_RDONLY | O_NOFOLLOW)
         if fd < 0 { throw SystemError("open (metacopy data)", absolute, errno: err) }
         defer { Sys.close(fd) }
-        var st = stat()
-        if fstat(fd, &st) != 0 { throw SystemError("fstat", absolute, errno: errno) }
+        let st = try Sys.fstat(fd, shown: absolute)
+
         h.size = Int64(st.st_size)
         try tar.writeHeader(h)
         let short = try tar.copyData(from: fd, path: absolute)

@@ -36,17 +36,15 @@ public enum TreeCopy {
             if info.links > 1 && !info.isDirectory {
                 let key = Pair(device: info.device, inode: info.inode)
                 if let first = links[key] {
-                    let r = Sys.withCString(first) { f in Sys.withCString(name) { linkat(dstRoot, f, dfd, $0, 0) } }
-                    if r != 0 { throw SystemError("link", shown, errno: errno) }
+                    try Sys.linkat(dstRoot, first, dfd, name, shown: shown)
                     return .descend
                 }
                 links[key] = dir.child(name)
             }
             switch info.kind {
             case .directory:
-                if Sys.withCString(name, { mkdirat(dfd, $0, 0o700) }) != 0 && errno != EEXIST {
-                    throw SystemError("mkdir", shown, errno: errno)
-                }
+                let r = Sys.tryMkdirat(dfd, name, mode: 0o700)
+                if r != 0 && r != EEXIST { throw SystemError("mkdir", shown, errno: r) }
             case .regular:
                 let src = try Sys.openat(dir.fd, name, O_RDONLY | O_NOFOLLOW, shown: srcShown)
                 defer { Sys.close(src) }
@@ -55,8 +53,7 @@ public enum TreeCopy {
                 try copyData(src: src, dst: dst, size: info.size, shown: shown, canClone: &canClone, canCopyRange: &canCopyRange)
             case .symlink:
                 let target = try Sys.readlinkat(dir.fd, name, shown: srcShown)
-                let r = Sys.withCString(target) { t in Sys.withCString(name) { symlinkat(t, dfd, $0) } }
-                if r != 0 { throw SystemError("symlink", shown, errno: errno) }
+                try Sys.symlinkat(target, dfd, name, shown: shown)
             case .fifo, .socket:
                 // Sockets cannot be copied; like moby, they become FIFOs.
                 let r = Sys.mknodat(dfd, name, mode: UInt32(S_IFIFO) | 0o600, dev: 0)
@@ -74,11 +71,9 @@ public enum TreeCopy {
                 dstPaths.append(shown)
                 dirTimes.append((dfd, name, shown, info))
             } else {
-                var times = [timespec(tv_sec: Int(info.atime), tv_nsec: Int(info.atimeNanoseconds)),
+                let times = [timespec(tv_sec: Int(info.atime), tv_nsec: Int(info.atimeNanoseconds)),
                              timespec(tv_sec: Int(info.mtime), tv_nsec: Int(info.mtimeNanoseconds))]
-                if Sys.withCString(name, { utimensat(dfd, $0, &times, AT_SYMLINK_NOFOLLOW) }) != 0 {
-                    throw SystemError("utimes", shown, errno: errno)
-                }
+                try Sys.utimensat(dfd, name, times: times, shown: shown)
             }
             return .descend
         }, leave: { dir in
@@ -87,11 +82,10 @@ public enum TreeCopy {
             let fd = dstFds.removeLast()
             dstPaths.removeLast()
             let (_, _, shown, info) = dirTimes.removeLast()
-            var times = [timespec(tv_sec: Int(info.atime), tv_nsec: Int(info.atimeNanoseconds)),
+            let times = [timespec(tv_sec: Int(info.atime), tv_nsec: Int(info.atimeNanoseconds)),
                          timespec(tv_sec: Int(info.mtime), tv_nsec: Int(info.mtimeNanoseconds))]
-            let r = futimens(fd, &times)
-            Sys.close(fd)
-            if r != 0 { throw SystemError("utimes", shown, errno: errno) }
+            defer { Sys.close(fd) }
+            try Sys.futimens(fd, times: times, shown: shown)
         })
     }
 
@@ -101,14 +95,11 @@ public enum TreeCopy {
     }
 
     static func copyMetadata(dir: WalkDir, name: [UInt8], info: FileInfo, dfd: Int32, shown: [UInt8]) throws {
-        if Sys.withCString(name, { fchownat(dfd, $0, info.uid, info.gid, AT_SYMLINK_NOFOLLOW) }) != 0 {
-            throw SystemError("chown", shown, errno: errno)
-        }
+        try Sys.fchownat(dfd, name, uid: info.uid, gid: info.gid, shown: shown)
         if info.kind != .symlink {
-            if Sys.withCString(name, { fchmodat(dfd, $0, mode_t(info.permissions), 0) }) != 0 {
-                throw SystemError("chmod", shown, errno: errno)
-            }
+            try Sys.fchmodat(dfd, name, mode: UInt32(info.permissions), shown: shown)
         }
+
         let src = dir.absoluteChild(name)
         for x in try Sys.listXattrs(path: src, dirfd: dir.fd, name: name) {
             guard let v = try Sys.getXattr(path: src, name: x) else { continue }

@@ -338,6 +338,185 @@ public enum Sys {
         return r == 0 ? 0 : errno
     }
 
+    // MARK: the one error policy
+    //
+    // Every wrapper retries on EINTR and throws `SystemError(operation, path, errno)` naming the
+    // path (`shown` where given, else the name). The `try…` variants return the errno instead
+    // (0 on success) and are only for callers that branch on specific errnos (EEXIST, ENOENT, …).
+
+    /// Throw the `SystemError` of a failed call (`r != 0`), errno read before anything else.
+    @inline(__always)
+    static func check(_ r: Int32, _ operation: @autoclosure () -> String, _ shown: @autoclosure () -> [UInt8]) throws {
+        if r != 0 { let e = errno; throw SystemError(operation(), shown(), errno: e) }
+    }
+
+    /// The errno of a call's result: 0 on success.
+    @inline(__always)
+    static func errnoOf(_ r: Int32) -> Int32 { r == 0 ? 0 : errno }
+
+    /// `mkdirat`; throws a ``SystemError``.
+    public static func mkdirat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32,
+                               shown: @autoclosure () -> [UInt8]? = nil) throws {
+        try check(tryMkdirat(dirfd, name, mode: mode) == 0 ? 0 : -1, "mkdir", shown() ?? name)
+    }
+
+    /// `mkdirat` returning the errno (0 on success), for callers that branch on EEXIST.
+    public static func tryMkdirat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32) -> Int32 {
+        let r = withCString(name) { n in retry { Glibc.mkdirat(dirfd, n, mode_t(mode)) } }
+        return r == 0 ? 0 : errno
+    }
+
+    /// `mkdir` of a path; throws a ``SystemError``.
+    public static func mkdir(_ path: [UInt8], mode: UInt32) throws {
+        try mkdirat(AT_FDCWD, path, mode: mode)
+    }
+
+    /// `mkdir` returning the errno (0 on success), for callers that branch on EEXIST.
+    public static func tryMkdir(_ path: [UInt8], mode: UInt32) -> Int32 { tryMkdirat(AT_FDCWD, path, mode: mode) }
+
+    /// `fchownat` without following a final symlink; throws a ``SystemError`` (`operation` names it).
+    public static func fchownat(_ dirfd: Int32, _ name: [UInt8], uid: UInt32, gid: UInt32, operation: String = "chown",
+                                shown: @autoclosure () -> [UInt8]? = nil) throws {
+        let r = withCString(name) { n in retry { Glibc.fchownat(dirfd, n, uid, gid, AT_SYMLINK_NOFOLLOW) } }
+        try check(r, operation, shown() ?? name)
+    }
+
+    /// `lchown` of a path; throws a ``SystemError``.
+    public static func lchown(_ path: [UInt8], uid: UInt32, gid: UInt32) throws {
+        try fchownat(AT_FDCWD, path, uid: uid, gid: gid)
+    }
+
+    /// `fchown` of an open descriptor; throws a ``SystemError`` naming `shown`.
+    public static func fchown(_ fd: Int32, uid: UInt32, gid: UInt32, operation: String = "chown", shown: [UInt8]) throws {
+        try check(retry { Glibc.fchown(fd, uid, gid) }, operation, shown)
+    }
+
+    /// `fchmodat` (following a final symlink, as chmod does); throws a ``SystemError``.
+    public static func fchmodat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32, operation: String = "chmod",
+                                shown: @autoclosure () -> [UInt8]? = nil) throws {
+        let r = withCString(name) { n in retry { Glibc.fchmodat(dirfd, n, mode_t(mode), 0) } }
+        try check(r, operation, shown() ?? name)
+    }
+
+    /// `chmod` of a path; throws a ``SystemError``.
+    public static func chmod(_ path: [UInt8], mode: UInt32) throws { try fchmodat(AT_FDCWD, path, mode: mode) }
+
+    /// `fchmod` of an open descriptor; throws a ``SystemError`` naming `shown`.
+    public static func fchmod(_ fd: Int32, mode: UInt32, operation: String = "chmod", shown: [UInt8]) throws {
+        try check(retry { Glibc.fchmod(fd, mode_t(mode)) }, operation, shown)
+    }
+
+    /// `utimensat` without following a final symlink (atime, mtime); throws a ``SystemError``.
+    public static func utimensat(_ dirfd: Int32, _ name: [UInt8], times: [timespec],
+                                 shown: @autoclosure () -> [UInt8]? = nil) throws {
+        var t = times
+        let r = withCString(name) { n in retry { Glibc.utimensat(dirfd, n, &t, AT_SYMLINK_NOFOLLOW) } }
+        try check(r, "utimes", shown() ?? name)
+    }
+
+    /// `futimens` (atime, mtime) of an open descriptor; throws a ``SystemError`` naming `shown`.
+    public static func futimens(_ fd: Int32, times: [timespec], shown: [UInt8]) throws {
+        var t = times
+        try check(retry { Glibc.futimens(fd, &t) }, "utimes", shown)
+    }
+
+    /// `unlinkat` (`flags` 0 or `AT_REMOVEDIR`); throws a ``SystemError``.
+    public static func unlinkat(_ dirfd: Int32, _ name: [UInt8], flags: Int32 = 0,
+                                shown: @autoclosure () -> [UInt8]? = nil) throws {
+        let e = tryUnlinkat(dirfd, name, flags: flags)
+        if e != 0 { throw SystemError(flags & AT_REMOVEDIR != 0 ? "rmdir" : "unlink", shown() ?? name, errno: e) }
+    }
+
+    /// `unlinkat` returning the errno (0 on success), for callers that branch on ENOENT, EISDIR….
+    public static func tryUnlinkat(_ dirfd: Int32, _ name: [UInt8], flags: Int32 = 0) -> Int32 {
+        errnoOf(withCString(name) { n in retry { Glibc.unlinkat(dirfd, n, flags) } })
+    }
+
+    /// `unlink` of a path; throws a ``SystemError``.
+    public static func unlink(_ path: [UInt8]) throws { try unlinkat(AT_FDCWD, path) }
+
+    /// `rmdir` of a path; throws a ``SystemError``.
+    public static func rmdir(_ path: [UInt8]) throws { try unlinkat(AT_FDCWD, path, flags: AT_REMOVEDIR) }
+
+    /// `rename` of `from` over `to`; throws a ``SystemError`` naming `to`.
+    public static func rename(_ from: [UInt8], _ to: [UInt8]) throws {
+        let e = tryRename(from, to)
+        if e != 0 { throw SystemError("rename", to, errno: e) }
+    }
+
+    /// `rename` returning the errno (0 on success), for callers that branch on ENOENT, EXDEV….
+    public static func tryRename(_ from: [UInt8], _ to: [UInt8]) -> Int32 {
+        errnoOf(withCString(from) { f in withCString(to) { t in retry { Glibc.rename(f, t) } } })
+    }
+
+    /// `symlinkat` making `name` in `dirfd` point at `target`; throws a ``SystemError``.
+    public static func symlinkat(_ target: [UInt8], _ dirfd: Int32, _ name: [UInt8],
+                                 shown: @autoclosure () -> [UInt8]? = nil) throws {
+        let e = trySymlinkat(target, dirfd, name)
+        if e != 0 { throw SystemError("symlink", shown() ?? name, errno: e) }
+    }
+
+    /// `symlinkat` returning the errno (0 on success), for callers that branch on EEXIST.
+    public static func trySymlinkat(_ target: [UInt8], _ dirfd: Int32, _ name: [UInt8]) -> Int32 {
+        errnoOf(withCString(target) { t in withCString(name) { n in retry { Glibc.symlinkat(t, dirfd, n) } } })
+    }
+
+    /// `linkat` (no flags: a final symlink is linked, not followed); throws a ``SystemError``.
+    public static func linkat(_ fromDir: Int32, _ fromName: [UInt8], _ toDir: Int32, _ toName: [UInt8],
+                              operation: String = "link", shown: @autoclosure () -> [UInt8]? = nil) throws {
+        let e = tryLinkat(fromDir, fromName, toDir, toName)
+        if e != 0 { throw SystemError(operation, shown() ?? toName, errno: e) }
+    }
+
+    /// `linkat` returning the errno (0 on success), for callers that branch on EEXIST.
+    public static func tryLinkat(_ fromDir: Int32, _ fromName: [UInt8], _ toDir: Int32, _ toName: [UInt8]) -> Int32 {
+        errnoOf(withCString(fromName) { f in withCString(toName) { t in retry { Glibc.linkat(fromDir, f, toDir, t, 0) } } })
+    }
+
+    /// `mknod` of a path (`mode` with the file type); throws a ``SystemError``.
+    public static func mknod(_ path: [UInt8], mode: UInt32, dev: UInt64) throws {
+        let e = mknodat(AT_FDCWD, path, mode: mode, dev: dev)
+        if e != 0 { throw SystemError("mknod", path, errno: e) }
+    }
+
+    /// `ftruncate`; throws a ``SystemError`` naming `shown`.
+    public static func ftruncate(_ fd: Int32, size: Int64, shown: [UInt8]) throws {
+        try check(retry { Glibc.ftruncate(fd, off_t(size)) }, "truncate", shown)
+    }
+
+    /// `fsync`; throws a ``SystemError`` naming `shown`.
+    public static func fsync(_ fd: Int32, shown: [UInt8]) throws {
+        try check(retry { Glibc.fsync(fd) }, "fsync", shown)
+    }
+
+    /// `lseek` to `offset` from the start; throws a ``SystemError`` naming `shown`.
+    public static func seek(_ fd: Int32, to offset: Int64, shown: [UInt8]) throws {
+        if Glibc.lseek(fd, off_t(offset), SEEK_SET) < 0 { let e = errno; throw SystemError("lseek", shown, errno: e) }
+    }
+
+    /// `flock` (`LOCK_SH`/`LOCK_EX`, with `LOCK_NB`) returning the errno (0 on success), for
+    /// callers that branch on EWOULDBLOCK; EINTR is retried.
+    public static func tryFlock(_ fd: Int32, _ operation: Int32) -> Int32 {
+        errnoOf(retry { flock(fd, operation) })
+    }
+
+    /// A pipe: its read and write ends; throws a ``SystemError`` naming `shown`.
+    public static func pipe(shown: [UInt8]) throws -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        try check(Glibc.pipe(&fds), "pipe", shown)
+        return (fds[0], fds[1])
+    }
+
+    /// `mkdtemp`: a new directory named after `template` (ending in `XXXXXX`); its path.
+    public static func makeTemporaryDirectory(_ template: [UInt8]) throws -> [UInt8] {
+        var t = template.map { CChar(bitPattern: $0) } + [0]
+        guard let p = t.withUnsafeMutableBufferPointer({ Glibc.mkdtemp($0.baseAddress!) }) else {
+            let e = errno
+            throw SystemError("mkdtemp", template, errno: e)
+        }
+        return Array(String(cString: p).utf8)
+    }
+
     /// A device number from its major and minor parts.
     public static func makedev(_ major: UInt32, _ minor: UInt32) -> UInt64 { dk_makedev(major, minor) }
     /// The major part of a device number.

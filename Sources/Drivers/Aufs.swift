@@ -126,13 +126,12 @@ public final class AufsDriver: Driver {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         try mounts.forget(id, mounter)
-        _ = Sys.withCString(layersFile(id)) { unlink($0) }
+        try? Sys.unlink(layersFile(id))
         for path in [diffDir(id), mountPoint(id)] {
             let removing = path + Bytes.of("-removing")
-            if Sys.withCString(path, { p in Sys.withCString(removing) { rename(p, $0) } }) != 0 {
-                if errno == ENOENT { continue }
-                throw SystemError("rename", path, errno: errno)
-            }
+            let r = Sys.tryRename(path, removing)
+            if r == ENOENT { continue }
+            if r != 0 { throw SystemError("rename", path, errno: r) }
             try removeTree(AT_FDCWD, removing)
         }
     }
@@ -247,40 +246,12 @@ public final class AufsDriver: Driver {
     /// Whether the module takes `dirperm1`: a test mount of a scratch branch.
     static func probeDirperm1(_ home: [UInt8]) -> Bool {
         let base = Bytes.string(home) + "/dirperm1-check-\(getpid())"
-        mkdir(base, 0o700)
-        mkdir(base + "/branch", 0o700)
-        mkdir(base + "/mnt", 0o700)
+        for d in ["", "/branch", "/mnt"] { try? Sys.mkdir(Bytes.of(base + d), mode: 0o700) }
+
         defer { try? removeTree(AT_FDCWD, Bytes.of(base)) }
         guard (try? Sys.mount(source: "none", target: Bytes.of(base + "/mnt"), type: "aufs", flags: 0,
                               data: "br:\(base)/branch=rw,dirperm1")) != nil else { return false }
         try? Sys.unmount(Bytes.of(base + "/mnt"))
         return true
-    }
-}
-
-/// How a union of branches is mounted: mount(2) data holds at most a page, so as many read-only
-/// branches as fit go into the first mount and the rest are added by remounts with `append`
-/// (moby's aufs driver, aufsMount). A pure function, tested everywhere.
-public enum AufsBranches {
-    /// `data` for the first mount (`br:RW=rw:RO1=ro+wh:…,dio,xino=/dev/shm/aufs.xino[,dirperm1]`)
-    /// and one `append:RO=ro+wh` per branch that did not fit, in order.
-    public static func plan(rw: String, ro: [String], pageSize: Int, mountLabel: String = "", dirperm1: Bool,
-                            extraOptions: [String] = []) -> (data: String, appends: [String]) {
-        // Room left for ",dio,xino=/dev/shm/aufs.xino[,dirperm1]" and the label (moby's offset 54).
-        let capacity = pageSize - mountLabel.utf8.count - 54 - (dirperm1 ? ",dirperm1".count : 0)
-        var branches = "br:\(rw)=rw"
-        var index = 0
-        while index < ro.count {
-            let layer = ":\(ro[index])=ro+wh"
-            if branches.utf8.count + layer.utf8.count > capacity { break }
-            branches += layer
-            index += 1
-        }
-        var options = ["dio", "xino=/dev/shm/aufs.xino"]
-        if dirperm1 { options.append("dirperm1") }
-        options += extraOptions
-        if !mountLabel.isEmpty { options.append("context=\"\(mountLabel)\"") }
-        let appends = ro[index...].map { "append:\($0)=ro+wh" + (mountLabel.isEmpty ? "" : ",context=\"\(mountLabel)\"") }
-        return (([branches] + options).joined(separator: ","), appends)
     }
 }

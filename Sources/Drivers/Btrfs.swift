@@ -160,9 +160,7 @@ public final class BtrfsDriver: Driver {
                 try writeFileAtomically(quotaFile(id), Bytes.of(String(size)))
             }
             let root = idMap.rootPair
-            if root.uid != 0 || root.gid != 0, chown(path, root.uid, root.gid) != 0 {
-                throw SystemError("chown", path, errno: errno)
-            }
+            if root.uid != 0 || root.gid != 0 { try Sys.lchown(path, uid: root.uid, gid: root.gid) }
             try SELinux.relabel(path, label)
         } catch {
             try? destroy(id)
@@ -174,8 +172,9 @@ public final class BtrfsDriver: Driver {
     public func remove(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
-        _ = Sys.withCString(quotaFile(id)) { unlink($0) }
-        _ = Sys.withCString(quotaFile(id) + Bytes.of(".tmp")) { unlink($0) }
+        try? Sys.unlink(quotaFile(id))
+        try? Sys.unlink(quotaFile(id) + Bytes.of(".tmp"))
+
         try destroy(id)
     }
 

@@ -192,7 +192,7 @@ extension LayerStore {
 
     private func setViewCount(_ key: String, _ n: Int) throws {
         if n > 0 { try writeFileAtomically(viewCountPath(key), Bytes.of("\(n)\n")) }
-        else { _ = Sys.withCString(viewCountPath(key)) { unlink($0) } }
+        else { try? Sys.unlink(viewCountPath(key)) }
     }
 
     // MARK: making and removing views
@@ -287,7 +287,7 @@ extension LayerStore {
             defer {
                 for p in attached.reversed() {
                     if Sys.isMountRoot(p) { try? Sys.unmount(p) }
-                    _ = Sys.withCString(p) { rmdir($0) }
+                    try? Sys.rmdir(p)
                 }
             }
             func attach(_ source: [UInt8], as name: String) throws {
@@ -326,11 +326,9 @@ extension LayerStore {
         defer { try? driver.put(id: id) }
         let st = try Sys.fstatat(AT_FDCWD, source)
         let root = map.toHost(uid: st.st_uid, gid: st.st_gid) ?? map.rootPair
-        _ = chown(copy, root.uid, root.gid)
-        _ = chmod(copy, st.st_mode & 0o7777)
-        var fds: [Int32] = [-1, -1]
-        if pipe(&fds) != 0 { throw SystemError("pipe", copy, errno: errno) }
-        let writeEnd = fds[1]
+        try? Sys.lchown(copy, uid: root.uid, gid: root.gid)
+        try? Sys.chmod(copy, mode: st.st_mode & 0o7777)
+        let (readEnd, writeEnd) = try Sys.pipe(shown: copy)
         let failure = ThreadFailure()
         let name = "layer \(id)"
         let thread = startThread {
@@ -339,11 +337,12 @@ extension LayerStore {
         }
         var options = ApplyOptions(idMap: map)
         options.logger = Logger(label: "diffkit")
-        let applied = Result { try Layers.apply(root: copy, from: fds[0], name: name, options: options) }
+        let applied = Result { try Layers.apply(root: copy, from: readEnd, name: name, options: options) }
         // Read what the reader left, so the writer never blocks on a full pipe.
         var buf = [UInt8](repeating: 0, count: 65536)
-        while buf.withUnsafeMutableBytes({ read(fds[0], $0.baseAddress, $0.count) }) > 0 {}
-        Sys.close(fds[0])
+        while (buf.withUnsafeMutableBytes { try? Sys.read(readEnd, $0.baseAddress!, $0.count, shown: copy) } ?? 0) > 0 {}
+        Sys.close(readEnd)
+
         pthread_join(thread, nil)
         if let e = failure.error.withLock({ $0 }) { throw e }
         _ = try applied.get()

@@ -3,6 +3,11 @@
 // prints, without orchestrating the pipe and hashing thread itself.
 import DiffKit
 import DiffKitArchive
+import DiffKitSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What a store export wrote: its digests and how the tar was made.
 public struct LayerExport: Sendable, Equatable {
@@ -34,4 +39,130 @@ extension LayerStore {
         }
         return LayerExport(digests: digests, source: source)
     }
+}
+
+extension LayerStore {
+    /// The layer's changes against its parent as a tar on `fd`.
+    /// - An imported layer whose files are as the import left them gives back the imported tar
+    ///   byte for byte (same diffID), unless `regenerate`; if anything changed, a fresh tar is
+    ///   made (and the result says why), never a mix.
+    /// - `naive`: compare the mounted trees even where the driver has a native diff.
+    /// - `options.reproducibleTime`: the canonical form — the trees compared (the one definition
+    ///   every driver shares), mtimes clamped, no names — so equal content gives equal bytes on
+    ///   every driver.
+    @discardableResult
+    package func export(id: String, to fd: Int32, name: String, options: ExportOptions = ExportOptions(), naive: Bool = false,
+                       regenerate: Bool = false) throws -> ExportSource {
+        try reading(id) {
+            let r = try record(id)
+            var source = ExportSource.regenerated(reason: nil)
+            if !regenerate && !naive && options.reproducibleTime == nil && options.profile == .moby, let stamp = r.stamp,
+               let splitFd = try? Sys.open(tarSplitPath(id), O_RDONLY | O_CLOEXEC) {
+                defer { Sys.close(splitFd) }
+                if try self.stamp(id) == stamp {
+                    try reassemble(id: id, record: splitFd, to: fd, name: name, isCancelled: options.isCancelled)
+                    return .original
+                }
+                source = .regenerated(reason: "the layer's files changed since it was imported")
+            }
+            if options.reproducibleTime != nil {
+                try canonicalDiff(id: id, parent: r.parent, to: fd, name: name, options: options)
+            } else if naive {
+                try driver.naiveDiff(id: id, parent: r.parent, to: fd, name: name, options: options)
+            } else {
+                try driver.diff(id: id, parent: r.parent, to: fd, name: name, options: options)
+            }
+            return source
+        }
+    }
+
+    /// The reproducible form: the driver's change list (what `changes` prints) written entry by
+    /// entry from the layer's own files, so it depends on the layer's content, not on how the
+    /// driver stores it (no opaque markers, no copied-up parents that did not change).
+    /// A directory whose mode, owner and xattrs are its parent's counts as changed only by its
+    /// mtime, which an apply itself moves (and a union driver's copy-up does not report): it is
+    /// left out, so the form does not depend on the driver.
+    private func canonicalDiff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
+        var changes = try driver.changes(id: id, parent: parent)
+        let write = { (root: [UInt8], parentRoots: [[UInt8]]) throws in
+            changes.removeAll { c in
+                guard c.kind == .modify, let info = c.info, info.isDirectory else { return false }
+                for p in parentRoots {
+                    let path = p + [LayerPath.slash] + c.path
+                    guard let st = try? Sys.lstatIfExists(AT_FDCWD, path) else { continue }
+                    let old = FileInfo(st)
+                    return old.isDirectory && old.permissions == info.permissions && old.uid == info.uid && old.gid == info.gid
+                        && (try? LayerXattrs.read(path: path)) == (try? LayerXattrs.read(path: root + [LayerPath.slash] + c.path))
+                }
+                return false
+            }
+            try LayerWriter(tar: TarWriter(fd: fd, name: name), root: root, options: options).write(changes: changes)
+        }
+        if let b = try driver.branch(id: id) { return try write(b.directory, b.lowers) }
+        let root = try driver.get(id: id)
+        defer { try? driver.put(id: id) }
+        guard let parent else { return try write(root, []) }
+        let parentRoot = try driver.get(id: parent)
+        defer { try? driver.put(id: parent) }
+        try write(root, [parentRoot])
+    }
+
+    /// The imported tar again: its recorded bytes, and each file's content read from the layer
+    /// and checked against the recorded size and CRC-32C.
+    private func reassemble(id: String, record: Int32, to fd: Int32, name: String,
+                            isCancelled: (@Sendable () -> Bool)? = nil) throws {
+        let reader = try TarSplitReader(fd: record, name: Bytes.string(tarSplitPath(id)))
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buf.deallocate() }
+        Sys.growPipe(fd)
+        try driver.withFiles(id: id) { open in
+            while let segment = try reader.next() {
+                if isCancelled?() == true { throw CancellationError() }
+                switch segment {
+                case let .raw(bytes):
+                    try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: name) }
+                case let .file(stored, size, crc):
+                    let path = Array(LayerPath.components(stored).joined(separator: [LayerPath.slash]))
+                    let file = try open(path)
+                    defer { Sys.close(file) }
+                    var left = size
+                    var sum: UInt32 = 0
+                    while left > 0 {
+                        let n = try Sys.read(file, buf, Int(min(left, 1 << 20)), shown: path)
+                        if n == 0 { break }
+                        let chunk = UnsafeRawBufferPointer(start: buf, count: n)
+                        sum = CRC32C.update(sum, chunk)
+                        try Sys.writeAll(fd, chunk, shown: name)
+                        left -= Int64(n)
+                    }
+                    if left != 0 || sum != crc { throw DriverError.changedSinceImport(id: id, path: Bytes.string(path)) }
+                }
+            }
+        }
+    }
+
+    /// The changes of layer `id` against its parent, in path order.
+    public func changes(id: String) throws -> [Change] {
+        try reading(id) {
+            let r = try record(id)
+            return try driver.changes(id: id, parent: r.parent)
+        }
+    }
+
+    /// The size in bytes of layer `id`'s changes against its parent (DiffSize).
+    public func size(id: String) throws -> Int64 {
+        try reading(id) {
+            let r = try record(id)
+            return try driver.diffSize(id: id, parent: r.parent)
+        }
+    }
+}
+
+/// How an export was made.
+public enum ExportSource: Sendable, Equatable {
+    /// The imported tar's own bytes, reassembled from its tar-split record.
+    case original
+    /// A tar generated from the layer's files; `reason` says why the original was not used
+    /// (nil when the layer was never imported, or regenerating was asked for).
+    case regenerated(reason: String?)
 }

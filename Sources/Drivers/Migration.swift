@@ -65,9 +65,8 @@ public enum Migration {
 
     /// Export from the source on one thread, import into the target from the pipe on this one.
     static func copy(_ layer: Layer, from source: Driver, into target: LayerStore) throws {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw SystemError("pipe", Bytes.of(layer.id), errno: errno) }
-        let (readEnd, writeEnd) = (fds[0], fds[1])
+        let (readEnd, writeEnd) = try Sys.pipe(shown: Bytes.of(layer.id))
+
         Sys.growPipe(writeEnd)
         let name = "\(source.name) layer \(layer.id)"
         let exportError = Locked<Error?>(nil)

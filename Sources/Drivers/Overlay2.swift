@@ -209,16 +209,15 @@ public final class Overlay2Driver: Driver {
         }
         let root = idMap.rootPair
         let path = dir(id)
-        if Sys.withCString(path, { mkdir($0, 0o710) }) != 0 { throw SystemError("mkdir", path, errno: errno) }
+        try Sys.mkdir(path, mode: 0o710)
         var linkID: String? = nil
         do {
-            _ = chown(path, geteuid(), root.gid)
+            try? Sys.lchown(path, uid: geteuid(), gid: root.gid)
             if let size { try quota!.setQuota(path, bytes: size) }
             let diff = diffDir(id)
-            if Sys.withCString(diff, { mkdir($0, 0o700) }) != 0 { throw SystemError("mkdir", diff, errno: errno) }
-            if chown(diff, rootAttributes.uid, rootAttributes.gid) != 0 || chmod(diff, rootAttributes.mode) != 0 {
-                throw SystemError("chown/chmod", diff, errno: errno)
-            }
+            try Sys.mkdir(diff, mode: 0o700)
+            try Sys.lchown(diff, uid: rootAttributes.uid, gid: rootAttributes.gid)
+            try Sys.chmod(diff, mode: rootAttributes.mode)
             linkID = try makeLink(id)
             try writeFileAtomically(path + Bytes.of("/link"), Bytes.of(linkID!), mode: 0o644)
             if let parent {
@@ -229,7 +228,7 @@ public final class Overlay2Driver: Driver {
                 try writeFileAtomically(path + Bytes.of("/lower"), Bytes.of(lower.joined(separator: ":")), mode: 0o666)
             }
         } catch {
-            if let linkID { _ = Sys.withCString(home + Bytes.of("/l/" + linkID)) { unlink($0) } }
+            if let linkID { try? Sys.unlink(home + Bytes.of("/l/" + linkID)) }
             try? removeTree(AT_FDCWD, path)
             throw error
         }
@@ -240,8 +239,9 @@ public final class Overlay2Driver: Driver {
         while true {
             let l = Overlay2Driver.newLinkID()
             let at = home + Bytes.of("/l/" + l)
-            if Sys.withCString(at, { symlink("../\(id)/diff", $0) }) == 0 { return l }
-            if errno != EEXIST { throw SystemError("symlink", at, errno: errno) }
+            let r = Sys.trySymlinkat(Bytes.of("../\(id)/diff"), AT_FDCWD, at)
+            if r == 0 { return l }
+            if r != EEXIST { throw SystemError("symlink", at, errno: r) }
         }
     }
 
@@ -251,7 +251,7 @@ public final class Overlay2Driver: Driver {
         try validate(id: id)
         guard exists(id: id) else { return }
         try mounts.forget(id, mounter)
-        if let l = try? link(id) { _ = Sys.withCString(home + Bytes.of("/l/" + l)) { unlink($0) } }
+        if let l = try? link(id) { try? Sys.unlink(home + Bytes.of("/l/" + l)) }
         try removeTree(AT_FDCWD, dir(id))
     }
 
@@ -288,7 +288,7 @@ public final class Overlay2Driver: Driver {
     private func unmount(_ id: String) throws {
         let merged = mergedDir(id)
         if Sys.isMountPoint(merged) { try Sys.unmount(merged) }
-        _ = Sys.withCString(merged) { rmdir($0) }
+        try? Sys.rmdir(merged)
     }
 
     /// Mount the layer on `merged`: with absolute paths when the data fits a page; else with
@@ -318,7 +318,8 @@ public final class Overlay2Driver: Driver {
                 usleep(10_000)
             }
         }
-        if !committed { _ = chown(workDir(id) + Bytes.of("/work"), root.uid, root.gid) }
+        if !committed { try? Sys.lchown(workDir(id) + Bytes.of("/work"), uid: root.uid, gid: root.gid) }
+
     }
 
     private func mountOnce(_ id: String, _ merged: [UInt8], _ committed: Bool, _ absolute: String, _ relative: String,
@@ -410,86 +411,5 @@ public final class Overlay2Driver: Driver {
     public func applyDirectory(id: String) throws -> LayerDiffDirectory? {
         guard let b = try branch(id: id), try isFreshBranch(b.directory, mountPoint: mergedDir(id)) else { return nil }
         return b
-    }
-
-    // MARK: probes
-
-    /// getdents reports entry types on the filesystem of `dir` (overlay needs d_type).
-    static func supportsDType(_ dir: [UInt8]) -> Bool {
-        let probe = Bytes.of(".d_type-check-\(getpid())")
-        guard let fd = try? Sys.open(dir, O_RDONLY | O_DIRECTORY) else { return false }
-        defer { Sys.close(fd) }
-        let f = Sys.withCString(probe) { openat(fd, $0, O_CREAT | O_WRONLY | O_CLOEXEC, 0o600) }
-        guard f >= 0 else { return false }
-        close(f)
-        defer { _ = Sys.withCString(probe) { unlinkat(fd, $0, 0) } }
-        return (try? Sys.readDirectory(fd, shown: dir))?.first(where: { $0.name == probe })?.type == 8 /* DT_REG */
-    }
-
-    /// The probe's answer is kept in `home/.native-diff` for the running kernel (boot id, release
-    /// and mount options), as containers/storage keeps it in its run root: a command-line tool
-    /// would otherwise pay for a test mount on every start.
-    static func cachedProbe(home: [UInt8], mountOptions: [String]) throws -> (usable: Bool, reason: String, features: [String]) {
-        let bootID = (try? Sys.readFile(Bytes.of("/proc/sys/kernel/random/boot_id"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        let key = bootID.trimmingCharacters(in: ["\n"]) + " " + Sys.kernelVersion().map(String.init).joined(separator: ".") + " " + mountOptions.joined(separator: ",")
-        let file = home + Bytes.of("/.native-diff")
-        if let text = try? Sys.readFile(file) {
-            let lines = String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-            if lines.count >= 2, lines[0] == key {
-                let features = lines.count > 3 ? lines[3].split(separator: ",").map(String.init) : []
-                return (lines[1] == "true", lines.count > 2 ? String(lines[2]) : "", features)
-            }
-        }
-        let result = try probeNativeDiff(home: home, mountOptions: mountOptions, xattrPrefix: "trusted.")
-        try? writeFileAtomically(file, Bytes.of("\(key)\n\(result.usable)\n\(result.reason)\n\(result.features.joined(separator: ","))\n"), mode: 0o644)
-        return result
-    }
-
-    /// moby's native-diff check, on a real mount in a scratch dir of home: a copy-up into an
-    /// opaque directory must not mark the upper copy opaque (kernels before 4.8). Beyond moby, a
-    /// chmod that copies up metadata only (`metacopy`) and a rename that leaves a redirect
-    /// (`redirect_dir`) keep the native diff, as features it reads through the mounts. Throws
-    /// when overlay cannot be mounted at all.
-    static func probeNativeDiff(home: [UInt8], mountOptions: [String], xattrPrefix: String) throws -> (usable: Bool, reason: String, features: [String]) {
-        var template = Array((Bytes.string(home) + "/native-diff-check-XXXXXX").utf8CString)
-        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw SystemError("mkdtemp", home + Bytes.of("/native-diff-check-XXXXXX"), errno: errno)
-        }
-        let td = String(cString: p)
-        defer { try? removeTree(AT_FDCWD, Bytes.of(td)) }
-        for d in ["l1", "l1/d", "l2", "l2/d", "l3", "work", "merged"] { mkdir(td + "/" + d, 0o755) }
-        let lowerFile = td + "/l1/f"
-        let f = open(lowerFile, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-        if f >= 0 { _ = write(f, "lower", 5); close(f) }
-        let opaque = Bytes.of(xattrPrefix + "overlay.opaque")
-        let r = Sys.setXattr(path: Bytes.of(td + "/l2/d"), name: opaque, value: [UInt8(ascii: "y")])
-        if r != 0 { throw SystemError("setxattr \(xattrPrefix)overlay.opaque", Bytes.of(td + "/l2/d"), errno: r) }
-        let merged = Bytes.of(td + "/merged")
-        do {
-            try Sys.mountOverlay(target: merged, data: (mountOptions + ["lowerdir=\(td)/l2:\(td)/l1", "upperdir=\(td)/l3", "workdir=\(td)/work"]).joined(separator: ","))
-        } catch {
-            throw DriverError.notSupportedBecause(driver: "overlay2", reason: "overlay cannot be mounted on \(Bytes.string(home))", underlying: error)
-        }
-        defer { try? Sys.unmount(merged) }
-
-        let nf = open(td + "/merged/d/f", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-        if nf >= 0 { close(nf) }
-        if try Sys.getXattr(path: Bytes.of(td + "/l3/d"), name: opaque) == [UInt8(ascii: "y")] {
-            return (false, "opaque flag erroneously copied up, consider update to kernel 4.8 or later", [])
-        }
-        _ = Glibc.chmod(td + "/merged/f", 0o600)
-        let up = try? Sys.fstatat(AT_FDCWD, Bytes.of(td + "/l3/f"))
-        let metacopy = try Sys.getXattr(path: Bytes.of(td + "/l3/f"), name: Bytes.of(xattrPrefix + "overlay.metacopy"))
-        var features: [String] = []
-        if up?.st_size != 5 { return (false, "a chmod copied up a file of the wrong size", []) }
-        if metacopy != nil { features.append("metacopy") }
-        if rename(td + "/merged/d", td + "/merged/d2") != 0 {
-            if errno == EXDEV { return (true, "", features) }
-            return (false, "rename in the merged directory failed: \(errno)", [])
-        }
-        if try Sys.getXattr(path: Bytes.of(td + "/l3/d2"), name: Bytes.of(xattrPrefix + "overlay.redirect")) != nil {
-            features.insert("redirect_dir", at: 0)
-        }
-        return (true, "", features)
     }
 }

@@ -74,9 +74,9 @@ final class QuotaControl: Sendable {
     private static func makeDeviceNode(_ home: [UInt8]) -> [UInt8]? {
         guard let st = try? Sys.fstatat(AT_FDCWD, home) else { return nil }
         let node = home + Bytes.of("/backingFsBlockDev")
-        _ = Sys.withCString(node) { unlink($0) }
-        let r = Sys.withCString(node) { mknod($0, S_IFBLK | 0o600, st.st_dev) }
-        return r == 0 ? node : nil
+        try? Sys.unlink(node)
+        return (try? Sys.mknod(node, mode: S_IFBLK | 0o600, dev: UInt64(st.st_dev))) != nil ? node : nil
+
     }
 
     /// Limit the directory `path` (and all below it) to `bytes`.

@@ -69,18 +69,17 @@ public final class VFSDriver: Driver {
         }
         let root = idMap.rootPair
         let path = dir(id)
-        if Sys.withCString(path, { mkdir($0, 0o755) }) != 0 { throw SystemError("mkdir", path, errno: errno) }
+        try Sys.mkdir(path, mode: 0o755)
         do {
-            if chown(path, root.uid, root.gid) != 0 || chmod(path, 0o755) != 0 {
-                throw SystemError("chown/chmod", path, errno: errno)
-            }
+            try Sys.lchown(path, uid: root.uid, gid: root.gid)
+            try Sys.chmod(path, mode: 0o755)
             if let parentDir {
                 try TreeCopy.copy(from: parentDir, to: path, inUserNamespace: ApplyOptions.detectUserNamespace(), idMap: idMap)
                 // The child's root looks like the parent's root (mode, owner inside the map, times).
                 let st = try Sys.fstatat(AT_FDCWD, parentDir)
                 let owner = idMap.insideOwner(uid: st.st_uid, gid: st.st_gid)
-                _ = chown(path, owner.uid, owner.gid)
-                _ = chmod(path, st.st_mode & 0o7777)
+                try? Sys.lchown(path, uid: owner.uid, gid: owner.gid)
+                try? Sys.chmod(path, mode: st.st_mode & 0o7777)
             }
         } catch {
             try? removeTree(AT_FDCWD, path)
@@ -134,8 +133,6 @@ func parseBool(_ s: String) -> Bool? {
     }
 }
 
-func chown(_ path: [UInt8], _ uid: UInt32, _ gid: UInt32) -> Int32 { Sys.withCString(path) { lchown($0, uid, gid) } }
-func chmod(_ path: [UInt8], _ mode: UInt32) -> Int32 { Sys.withCString(path) { Glibc.chmod($0, mode_t(mode)) } }
 
 /// mkdir -p the last component with a mode and owner; existing directories are left alone.
 func makeDirectory(_ path: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32) throws {
@@ -144,14 +141,16 @@ func makeDirectory(_ path: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32) thro
     for (i, c) in comps.enumerated() {
         prefix += [LayerPath.slash] + c
         if path.first != LayerPath.slash && i == 0 { prefix = c }
-        if Sys.withCString(prefix, { mkdir($0, i == comps.count - 1 ? mode_t(mode) : 0o755) }) == 0 {
+        let r = Sys.tryMkdir(prefix, mode: i == comps.count - 1 ? mode : 0o755)
+        if r == 0 {
             if i == comps.count - 1 {
-                _ = chown(prefix, uid, gid)
-                _ = chmod(prefix, mode)
+                try? Sys.lchown(prefix, uid: uid, gid: gid)
+                try? Sys.chmod(prefix, mode: mode)
             }
-        } else if errno != EEXIST {
-            throw SystemError("mkdir", prefix, errno: errno)
+        } else if r != EEXIST {
+            throw SystemError("mkdir", prefix, errno: r)
         }
+
     }
 }
 
