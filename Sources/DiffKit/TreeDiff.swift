@@ -65,6 +65,8 @@ public enum TreeDiff {
         var linkCandidates: [Change] = []
         /// Where subdirectory pairs can be handed to another thread.
         var pairs: PairWalk? = nil
+        /// Only these entries are compared (`TreeDiff+Paths.swift`); nil: everything.
+        var only: PathSet.Cursor? = nil
 
         /// A fresh state for another thread: same settings, nothing found yet.
         func sibling() -> State {
@@ -100,8 +102,12 @@ public enum TreeDiff {
         /// Compare two directories; returns whether anything below changed (as far as this
         /// thread saw: a subtree handed over reports through `reportAncestors`).
         mutating func compare(old: WalkDir, new: WalkDir) throws -> Bool {
-            let olds = try Sys.readDirectory(old.fd, shown: old.absolute)
-            let news = try Sys.readDirectory(new.fd, shown: new.absolute)
+            var olds = try Sys.readDirectory(old.fd, shown: old.absolute)
+            var news = try Sys.readDirectory(new.fd, shown: new.absolute)
+            if let only {
+                olds.removeAll { !only.has($0.name) }
+                news.removeAll { !only.has($0.name) }
+            }
             var i = 0, j = 0
             var changed = false
             while i < olds.count || j < news.count {
@@ -150,7 +156,10 @@ public enum TreeDiff {
                     let nd: WalkDir
                     do { nd = try open(new, ne.name) } catch { Sys.close(od.fd); throw error }
                     var below = false
-                    if pairs?.handOver(od, nd) != true {
+                    let outer = only
+                    only = outer?.child(ne.name)
+                    defer { only = outer }
+                    if only != nil || pairs?.handOver(od, nd) != true {
                         defer { Sys.close(od.fd); Sys.close(nd.fd) }
                         below = try compare(old: od, new: nd)
                     }
