@@ -294,3 +294,54 @@ int dk_mount_id(const char *path, uint64_t *id) {
     *id = sx.stx_mnt_id;
     return 0;
 }
+
+// btrfs send.
+#include <stdlib.h>
+int dk_btrfs_snapshot_readonly(int srcfd, int dirfd, const char *name) {
+    struct btrfs_ioctl_vol_args_v2 a;
+    memset(&a, 0, sizeof a);
+    a.fd = srcfd;
+    a.flags = BTRFS_SUBVOL_RDONLY;
+    vol_name(a.name, sizeof a.name, name);
+    return ioctl(dirfd, BTRFS_IOC_SNAP_CREATE_V2, &a);
+}
+int dk_btrfs_send(int fd, int out_fd, uint64_t parent_root, uint64_t flags) {
+    struct btrfs_ioctl_send_args a;
+    memset(&a, 0, sizeof a);
+    a.send_fd = out_fd;
+    a.parent_root = parent_root;
+    a.flags = flags;
+    return ioctl(fd, BTRFS_IOC_SEND, &a);
+}
+int dk_btrfs_subvol_info(int fd, uint64_t *id, uint8_t uuid[16], uint8_t parent_uuid[16]) {
+    struct btrfs_ioctl_get_subvol_info_args a;
+    memset(&a, 0, sizeof a);
+    // It may return 1 (the tree search's "not an exact key") on success.
+    if (ioctl(fd, BTRFS_IOC_GET_SUBVOL_INFO, &a) < 0) return -1;
+    *id = a.treeid;
+    memcpy(uuid, a.uuid, 16);
+    memcpy(parent_uuid, a.parent_uuid, 16);
+    return 0;
+}
+long dk_btrfs_ino_paths(int fd, uint64_t ino, char *out, size_t size) {
+    struct btrfs_data_container *c = malloc(size);
+    if (!c) return -1;
+    struct btrfs_ioctl_ino_path_args a;
+    memset(&a, 0, sizeof a);
+    a.inum = ino;
+    a.size = size;
+    a.fspath = (uint64_t)(uintptr_t)c;
+    if (ioctl(fd, BTRFS_IOC_INO_PATHS, &a) != 0) { int e = errno; free(c); errno = e; return -1; }
+    if (c->elem_missed) { free(c); errno = EOVERFLOW; return -1; }
+    // Each value is the offset of a NUL-terminated path from the start of the value array.
+    size_t used = 0;
+    for (uint32_t i = 0; i < c->elem_cnt; i++) {
+        const char *s = (const char *)c->val + c->val[i];
+        size_t n = strlen(s) + 1;
+        if (used + n > size) { free(c); errno = EOVERFLOW; return -1; }
+        memcpy(out + used, s, n);
+        used += n;
+    }
+    free(c);
+    return (long)used;
+}

@@ -3,8 +3,9 @@
 //   home/subvolumes/<id>   the layer's root filesystem (a subvolume)
 //   home/quotas/<id>       its size limit in bytes, when one was asked for
 //
-// Nothing is mounted. Diffs are the naive ones, but told that a child is a snapshot: a file
-// with its parent's inode number and ctime is unchanged and is not read.
+// Nothing is mounted. Diffs come from btrfs send (`Btrfs+SendDiff.swift`); where send cannot
+// be used, the naive ones, told that a child is a snapshot: a file with its parent's inode
+// number and ctime is unchanged and is not read.
 import DiffKitArchive
 import DiffKitSystem
 import DiffKit
@@ -26,6 +27,8 @@ public final class BtrfsDriver: Driver {
     let minSpace: UInt64?
     /// Whether quotas are on, once known.
     private let quotaOn = Locked<Bool?>(nil)
+    /// Send diffs in this process (`Btrfs+SendDiff.swift`).
+    let sendState = BtrfsSendState()
 
     /// Always true: a child is a snapshot of its parent.
     public var layersAreSnapshots: Bool { true }
@@ -258,7 +261,7 @@ public final class BtrfsDriver: Driver {
         var s = [("Build Version", Btrfs.buildVersion), ("Library Version", String(Btrfs.libraryVersion))]
         s.append(("Quota", String((try? quotaEnabled()) ?? false)))
         if let minSpace { s.append(("Min Space", String(minSpace))) }
-        return s
+        return s + sendStatus()
     }
 
     /// The layer's subvolume (`Dir`) and its quota size (`QuotaSize`) if it has one.

@@ -51,6 +51,10 @@ public protocol Driver: AnyObject, Sendable {
     func branch(id: String) throws -> LayerDiffDirectory?
     /// A child's tree is a snapshot of its parent's (btrfs): unchanged files keep their inodes.
     var layersAreSnapshots: Bool { get }
+    /// The layer's changes against `parent` as the filesystem knows them (btrfs send), given to
+    /// `body` with the root to read the layer's files from (valid during `body`); nil where the
+    /// driver has none, and the trees are compared.
+    func withFilesystemChanges<R>(id: String, parent: String?, _ body: (_ changes: [Change], _ root: [UInt8]) throws -> R) throws -> R?
     /// A layer with the content of `template` and the parent `parent` (containers/storage's
     /// CreateFromTemplate): by default a child of the template.
     func createFromTemplate(id: String, template: String, parent: String?, readWrite: Bool, options: [String: String]) throws

@@ -19,6 +19,8 @@ extension Driver {
     public func branch(id: String) throws -> LayerDiffDirectory? { nil }
     /// Default: false, a child's files are not snapshots of its parent's.
     public var layersAreSnapshots: Bool { false }
+    /// Default: nil, the filesystem keeps no change list.
+    public func withFilesystemChanges<R>(id: String, parent: String?, _ body: (_ changes: [Change], _ root: [UInt8]) throws -> R) throws -> R? { nil }
     /// Default: true, the driver does not mount.
     public func isMounted(id: String) -> Bool { true }
 
@@ -78,6 +80,7 @@ extension Driver {
 
     /// Changes of `id` against `parent` (nil: against an empty tree), in path order.
     public func changes(id: String, parent: String?) throws -> [Change] {
+        if let c = try withFilesystemChanges(id: id, parent: parent, { c, _ in c }) { return c }
         guard let d = try diffDirectory(id: id, parent: parent) else { return try naiveChanges(id: id, parent: parent) }
         // A plain directory cannot record deletions: only a union branch is a change set.
         if d.whiteouts == .plain { return try naiveChanges(id: id, parent: parent) }
@@ -87,6 +90,11 @@ extension Driver {
 
     /// The layer as a tar of its changes against `parent` (a full tar without parent).
     package func diff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
+        if try withFilesystemChanges(id: id, parent: parent, { (changes, root) -> Void in
+            var options = options
+            options.idMap = idMap
+            try LayerWriter(tar: TarWriter(fd: fd, name: name), root: root, options: options).write(changes: changes)
+        }) != nil { return }
         guard let d = try diffDirectory(id: id, parent: parent) else {
             return try naiveDiff(id: id, parent: parent, to: fd, name: name, options: options)
         }
@@ -113,6 +121,7 @@ extension Driver {
 
     /// The size of the layer's changes against `parent`.
     public func diffSize(id: String, parent: String?) throws -> Int64 {
+        if let c = try withFilesystemChanges(id: id, parent: parent, { c, _ in c }) { return Sizes.changesSize(c) }
         guard let d = try diffDirectory(id: id, parent: parent) else { return try naiveDiffSize(id: id, parent: parent) }
         if let o = self as? Overlay2Driver, o.readsThroughViews { return Sizes.changesSize(try o.upperChanges(id: id, parent: parent, d)) }
         return try Sizes.directorySize(d.directory)

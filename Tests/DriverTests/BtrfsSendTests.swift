@@ -1,5 +1,7 @@
-// btrfs send streams: the parser on a real stream (made by btrfs-progs) and the paths it
-// yields through renames.
+// btrfs diffs from send streams: the stream parser on a real stream (made by btrfs-progs), the
+// paths it yields through renames, and the driver's send diffs against the naive diff — chosen
+// cases (ownership, xattrs, hardlinks, type changes, same-data rewrites, renames) and random
+// trees — on btrfs images on loop devices made in each test.
 import DiffKitArchive
 import DiffKitSystem
 import DiffKit
@@ -85,5 +87,111 @@ import Glibc
         let set = paths.result()
         for p in ["a", "a/anything", "b/c", "b/c/x/f", "b/c/y", "k/l", "b"] { #expect(set.covers(Bytes.of(p)), "\(p)") }
         for p in ["k/m", "z", "b/d"] { #expect(!set.covers(Bytes.of(p)), "\(p)") }
+    }
+
+    /// Send diffs of `child` on `parent`: they must be used (not the naive fallback) and equal the
+    /// naive diff — the change list (links marked the same) and the exported tar byte for byte.
+    static func expectSameAsNaive(_ d: BtrfsDriver, _ child: String, _ parent: String, _ what: String) throws {
+        let naive = try d.naiveChanges(id: child, parent: parent)
+        let sent = try d.withFilesystemChanges(id: child, parent: parent) { c, _ in c }
+        #expect(sent != nil, "\(what): send diff not used: \(d.sendState.state.withLock { $0.lastFallback } ?? "")")
+        guard let sent else { return }
+        #expect(sent.map { "\($0.line)\($0.isLinkPeer ? " (link)" : "")" } == naive.map { "\($0.line)\($0.isLinkPeer ? " (link)" : "")" }, "\(what)")
+        #expect(try d.changes(id: child, parent: parent).map(\.line) == naive.map(\.line), "\(what)")
+        #expect(try d.diffSize(id: child, parent: parent) == Sizes.changesSize(naive), "\(what)")
+        let a = try Pipe.tarFile { try d.diff(id: child, parent: parent, to: $0, name: "send", options: ExportOptions()) }
+        let b = try Pipe.tarFile { try d.naiveDiff(id: child, parent: parent, to: $0, name: "naive", options: ExportOptions()) }
+        defer { Fixture.cleanup(tarDir(a)); Fixture.cleanup(tarDir(b)) }
+        #expect(try Pipe.read(a) == Pipe.read(b), "\(what): tars differ")
+    }
+
+    /// What the stream reports that is no change, and what the naive rules report that is not a
+    /// data change, judged as the naive diff judges it: each case a child of one base.
+    @Test(.requires(.root, .filesystem("btrfs"))) func casesMatchTheNaiveDiff() throws {
+        try withBtrfs { fs in
+            let d = try BtrfsDriver(home: Bytes.of(fs.mountPoint + "/home"))
+            try d.create(id: "base", parent: nil, options: [:])
+            let base = Bytes.string(try d.get(id: "base"))
+            try Fixture.apply(base, [
+                .file("owned", "o"), .file("x", "x"), .file("same", "same data"), .time("same", 1_600_000_000, 500),
+                .dir("dir/sub"), .file("dir/sub/f", "f"), .file("dir/g", "g"), .file("hl", "h"), .hardlink("sub2/hl2", to: "hl"),
+                .hardlink("hl3", to: "hl"), .file("tofile/inner", "i"), .file("todir", "t"), .symlink("ln", to: "x"),
+                .file("deep/a/b/c", "c"), .file("swap1/f", "1"), .file("swap2/f", "2"), .fifo("fifo"),
+            ])
+            let cases: [(String, [Op])] = [
+                ("nothing", []),
+                ("ownership only", [.chown("owned", 5, 6)]),
+                ("xattr", [.xattr("x", "user.k", "v")]),
+                ("same data rewritten, times kept", [.file("same", "same data"), .time("same", 1_600_000_000, 500)]),
+                ("a parent's times only", [.time("dir", 1_000_000_000, 7)]),
+                ("hardlink data change", [.file("hl", "changed")]),
+                ("new hardlink", [.hardlink("dir/hl4", to: "hl")]),
+                ("hardlink removed", [.remove("hl3")]),
+                ("dir to file", [.remove("tofile"), .file("tofile", "now a file")]),
+                ("file to dir", [.remove("todir"), .file("todir/in", "now a dir")]),
+                ("symlink retargeted", [.remove("ln"), .symlink("ln", to: "elsewhere")]),
+                ("dir renamed", [.rename("dir", "moved")]),
+                ("dir renamed over another", [.remove("deep/a/b/c"), .rename("dir/sub", "deep/a/b/sub")]),
+                ("dirs swapped", [.rename("swap1", "tmp"), .rename("swap2", "swap1"), .rename("tmp", "swap2")]),
+                ("deep delete", [.remove("deep")]),
+                ("fifo to file", [.remove("fifo"), .file("fifo", "file")]),
+                ("mode", [.chmod("dir/sub", 0o700)]),
+            ]
+            for (i, (what, ops)) in cases.enumerated() {
+                try d.create(id: "c\(i)", parent: "base", options: [:])
+                try Fixture.apply(Bytes.string(try d.get(id: "c\(i)")), ops)
+                try Self.expectSameAsNaive(d, "c\(i)", "base", what)
+            }
+            // Nothing is left behind in the snapshot directory.
+            #expect(try listing(fs.mountPoint + "/home/.send").isEmpty)
+        }
+    }
+
+    /// Random trees and random mutations (the property the other diff sources are held to).
+    @Test(.requires(.root, .filesystem("btrfs"))) func randomTreesMatchTheNaiveDiff() throws {
+        try withBtrfs { fs in
+            let d = try BtrfsDriver(home: Bytes.of(fs.mountPoint + "/home"))
+            for seed in UInt64(1)...12 {
+                var rng = SplitMix(seed: seed)
+                try d.create(id: "b\(seed)", parent: nil, options: [:])
+                let base = Bytes.string(try d.get(id: "b\(seed)"))
+                try Fixture.apply(base, RandomTree.ops(&rng, count: 60))
+                try d.create(id: "c\(seed)", parent: "b\(seed)", options: [:])
+                try Fixture.apply(Bytes.string(try d.get(id: "c\(seed)")), RandomTree.mutations(&rng, in: try Manifest.of(base), count: 25))
+                try Self.expectSameAsNaive(d, "c\(seed)", "b\(seed)", "seed \(seed)")
+                // A grandchild changed again, against its own parent.
+                try d.create(id: "g\(seed)", parent: "c\(seed)", options: [:])
+                let child = Bytes.string(try d.get(id: "c\(seed)"))
+                try Fixture.apply(Bytes.string(try d.get(id: "g\(seed)")), RandomTree.mutations(&rng, in: try Manifest.of(child), count: 10))
+                try Self.expectSameAsNaive(d, "g\(seed)", "c\(seed)", "seed \(seed), grandchild")
+            }
+        }
+    }
+
+    /// Where send cannot be used — a layer made from a template is no snapshot of its parent — the
+    /// naive diff is used and `status` says why; a probe shows whether the kernel sends at all;
+    /// snapshots a killed process left are removed.
+    @Test(.requires(.root, .filesystem("btrfs"))) func fallbackAndStatus() throws {
+        try withBtrfs { fs in
+            let home = fs.mountPoint + "/home"
+            let d = try BtrfsDriver(home: Bytes.of(home))
+            try d.create(id: "base", parent: nil, options: [:])
+            try Fixture.apply(Bytes.string(try d.get(id: "base")), [.file("a", "a"), .file("b", "b")])
+            try d.create(id: "other", parent: "base", options: [:])
+            try Fixture.apply(Bytes.string(try d.get(id: "other")), [.file("c", "c")])
+            try d.createFromTemplate(id: "templated", template: "other", parent: "base", readWrite: false, options: [:])
+            #expect(Dictionary(uniqueKeysWithValues: d.status())["Send Diffs"] == "true")
+            #expect(try d.withFilesystemChanges(id: "templated", parent: "base") { c, _ in c } == nil)
+            #expect(try d.changes(id: "templated", parent: "base").map(\.line) == ["A /c"])
+            let status = Dictionary(uniqueKeysWithValues: d.status())
+            #expect(status["Send Diff Fallback"] == "layer templated: not a snapshot of its parent base")
+
+            // A leftover of a process that is gone (a shell that has exited).
+            let gone = try Shell.run("echo $$").output.split(separator: "\n")[0]
+            try Shell.check("btrfs -q subvolume snapshot -r \(home)/subvolumes/base \(home)/.send/send-\(gone)-1-layer")
+            let fresh = try BtrfsDriver(home: Bytes.of(home))
+            try Self.expectSameAsNaive(fresh, "other", "base", "after a leftover")
+            #expect(try listing(home + "/.send").isEmpty)
+        }
     }
 }

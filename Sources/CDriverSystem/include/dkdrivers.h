@@ -58,4 +58,16 @@ int dk_idmapped_tree(const char *path, int userns_fd);
 int dk_mount_overlay_mapped(const char *dir, const char *target, const char *data, uint32_t fsuid, uint32_t fsgid);
 // The ID of the mount `path` is on (statx STATX_MNT_ID, Linux 5.8): 0 or -1 with errno.
 int dk_mount_id(const char *path, uint64_t *id);
+
+// btrfs send (diffs from the filesystem): a read-only snapshot; the send stream of the
+// read-only subvolume `fd` against the read-only subvolume `parent_root` (its id; 0: a full
+// stream) written to `out_fd` (a pipe's write end, read by another thread); the subvolume's id,
+// UUID and parent UUID (GET_SUBVOL_INFO, Linux 4.18+). 0 or -1 with errno.
+int dk_btrfs_snapshot_readonly(int srcfd, int dirfd, const char *name);
+int dk_btrfs_send(int fd, int out_fd, uint64_t parent_root, uint64_t flags);
+int dk_btrfs_subvol_info(int fd, uint64_t *id, uint8_t uuid[16], uint8_t parent_uuid[16]);
+// Every path of inode `ino` in the subvolume of `fd`, relative to its root, NUL-terminated one
+// after the other in `out`; the bytes used, or -1 with errno (EOVERFLOW: `out` is too small).
+long dk_btrfs_ino_paths(int fd, uint64_t ino, char *out, size_t size);
+
 #endif
