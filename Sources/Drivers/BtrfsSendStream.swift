@@ -155,23 +155,19 @@ struct BtrfsSendStreamParser {
     static func u64(_ b: [UInt8], _ i: Int) -> UInt64 { UInt64(u32(b, i)) | UInt64(u32(b, i + 4)) << 32 }
 }
 
-/// The paths a send stream says may have changed, in the parent's and in the layer's terms.
+/// The paths a send stream says may have changed.
 ///
 /// A command names an entry by its path at that point of the stream, between the parent's tree
-/// and the layer's: every path is kept as given (it is the parent's path until something above
-/// it is renamed) and also as it ends up after the renames that follow (the layer's path).
-/// A rename's two ends, new entries and removed ones are kept with everything below them (a
-/// directory renamed, or replaced by another, is compared whole); the other commands (data,
-/// size, mode, owner, times, xattrs) name the entry alone.
+/// and the layer's. Every path is kept as given, which is enough: a path is the parent's until
+/// something above it is renamed, and the layer's unless something above it is renamed later —
+/// and both ends of a rename are kept with everything below them, so an entry named under a
+/// name that a rename then changes is found below the rename's target, compared whole. New and
+/// removed entries are kept with everything below them too (a directory replaced by another is
+/// compared whole); the other commands (data, size, mode, owner, times, xattrs) name the entry
+/// alone, so a parent directory's new times do not make its whole tree compared.
 struct BtrfsSendPaths {
-    /// The stream's namespace as it goes, to carry marked paths through renames.
-    private final class Node {
-        var children: [[UInt8]: Node] = [:]
-        var mark: UInt8 = 0          // 1: the entry, 2: the entry and everything below
-    }
-    private let root = Node()
     private(set) var paths = PathSet()
-    /// Commands read, for messages and tests.
+    /// Commands read.
     private(set) var count = 0
 
     init() {}
@@ -181,77 +177,20 @@ struct BtrfsSendPaths {
         switch c.kind {
         case .subvolume, .snapshot, .end:
             break
-        case .mkfile, .mkdir, .mknod, .mkfifo, .mksock, .symlink:
-            mark(c.path, whole: true)
+        case .mkfile, .mkdir, .mknod, .mkfifo, .mksock, .symlink, .unlink, .rmdir:
+            paths.insert(c.path, subtree: true)
         case .rename:
-            let to = c.target!
             paths.insert(c.path, subtree: true)
-            paths.insert(to, subtree: true)
-            let moved = detach(c.path)
-            attach(moved ?? Node(), at: to)
-            mark(to, whole: true)
+            paths.insert(c.target!, subtree: true)
         case .link:
-            mark(c.path, whole: true)
-            mark(c.target!, whole: false)
-        case .unlink, .rmdir:
             paths.insert(c.path, subtree: true)
-            _ = detach(c.path)
+            paths.insert(c.target!)
         case .setXattr, .removeXattr, .write, .clone, .truncate, .chmod, .chown, .utimes, .updateExtent,
              .fallocate, .fileattr, .encodedWrite, .enableVerity:
-            mark(c.path, whole: false)
+            paths.insert(c.path)
         }
     }
 
-    /// Every path kept: as given, and where the stream's renames took it.
-    func result() -> PathSet {
-        var set = paths
-        func visit(_ n: Node, _ path: [UInt8]) {
-            if n.mark != 0 { set.insert(path, subtree: n.mark == 2) }
-            for (name, child) in n.children { visit(child, path.isEmpty ? name : path + [LayerPath.slash] + name) }
-        }
-        visit(root, [])
-        return set
-    }
-
-    private mutating func mark(_ path: [UInt8], whole: Bool) {
-        paths.insert(path, subtree: whole)
-        let n = node(path, create: true)!
-        n.mark = max(n.mark, whole ? 2 : 1)
-    }
-
-    private func node(_ path: [UInt8], create: Bool) -> Node? {
-        var n = root
-        for name in path.split(separator: LayerPath.slash) {
-            let key = Array(name)
-            if let next = n.children[key] {
-                n = next
-            } else if create {
-                let next = Node()
-                n.children[key] = next
-                n = next
-            } else {
-                return nil
-            }
-        }
-        return n
-    }
-
-    private func detach(_ path: [UInt8]) -> Node? {
-        let (dir, name) = LayerPath.split(path)
-        guard !name.isEmpty, let parent = node(dir, create: false) else { return nil }
-        return parent.children.removeValue(forKey: name)
-    }
-
-    private func attach(_ moved: Node, at path: [UInt8]) {
-        let (dir, name) = LayerPath.split(path)
-        let parent = node(dir, create: true)!
-        if let there = parent.children[name] { merge(moved, into: there) } else { parent.children[name] = moved }
-    }
-
-    private func merge(_ from: Node, into to: Node) {
-        to.mark = max(to.mark, from.mark)
-        for (name, child) in from.children {
-            if let there = to.children[name] { merge(child, into: there) } else { to.children[name] = child }
-        }
-    }
+    /// The paths kept.
+    func result() -> PathSet { paths }
 }

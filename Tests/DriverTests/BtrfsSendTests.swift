@@ -71,9 +71,9 @@ import Glibc
         }
     }
 
-    /// Paths are kept as the stream gives them and where later renames take them: a file written
-    /// inside a directory that is then renamed (from an orphan name, as send does before a
-    /// rename's target is free) is named at its final path.
+    /// Paths are kept as the stream gives them, a rename's ends with everything below them: a
+    /// file written inside a directory that is then renamed (from an orphan name, as send does
+    /// before a rename's target is free) is covered at its final path.
     @Test func pathsFollowRenames() {
         var paths = BtrfsSendPaths()
         for c in [BtrfsSendCommand(.rename, Bytes.of("a"), target: Bytes.of("o257-7-0")),
@@ -99,8 +99,10 @@ import Glibc
         #expect(sent.map { "\($0.line)\($0.isLinkPeer ? " (link)" : "")" } == naive.map { "\($0.line)\($0.isLinkPeer ? " (link)" : "")" }, "\(what)")
         #expect(try d.changes(id: child, parent: parent).map(\.line) == naive.map(\.line), "\(what)")
         #expect(try d.diffSize(id: child, parent: parent) == Sizes.changesSize(naive), "\(what)")
-        let a = try Pipe.tarFile { try d.diff(id: child, parent: parent, to: $0, name: "send", options: ExportOptions()) }
-        let b = try Pipe.tarFile { try d.naiveDiff(id: child, parent: parent, to: $0, name: "naive", options: ExportOptions()) }
+        // One options value for both: whiteouts are dated by it (the time it was made).
+        let options = ExportOptions()
+        let a = try Pipe.tarFile { try d.diff(id: child, parent: parent, to: $0, name: "send", options: options) }
+        let b = try Pipe.tarFile { try d.naiveDiff(id: child, parent: parent, to: $0, name: "naive", options: options) }
         defer { Fixture.cleanup(tarDir(a)); Fixture.cleanup(tarDir(b)) }
         #expect(try Pipe.read(a) == Pipe.read(b), "\(what): tars differ")
     }
