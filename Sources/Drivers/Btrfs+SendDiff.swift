@@ -56,6 +56,9 @@ extension BtrfsDriver {
 
     /// Why send diffs cannot be used for `id` on `parent`, or nil when they can be tried.
     func sendBlocker(id: String, parent: String) -> String? {
+        // Checked first: an unprivileged user may make the snapshots but neither send nor, as a
+        // rule, delete them.
+        if geteuid() != 0 { return "btrfs send needs root" }
         do {
             let layer = try Sys.open(subvolume(id), O_RDONLY | O_DIRECTORY)
             defer { Sys.close(layer) }
@@ -205,6 +208,7 @@ extension BtrfsDriver {
         if let known = sendState.state.withLock({ $0.probe }) { return known }
         let answer: String
         do {
+            if geteuid() != 0 { throw DriverError.notSupported(driver: name, reason: "btrfs send needs root") }
             try prepareSendDirectory()
             let dir = sendDirectory
             let dfd = try Sys.open(dir, O_RDONLY | O_DIRECTORY)

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# btrfs send diffs against the naive diff (root: a btrfs image on a loop device, drop caches):
+#   scripts/bench-btrfs-send.sh
+# On a btrfs store in a fresh loop image: `export` (send stream) and `export --naive` of
+#   one    a child of the real base (DATA/base.tar) with one file changed,
+#   layer  the real pair as a chain (DATA/layer.tar imported on the base),
+#   synth  a child of the synthetic tree (SYNTH/base.tar, 211,163 entries) with one file changed,
+#          when SYNTH_TAR names it (scripts/make-synth.py DIR, then `difftool tar DIR/base`),
+# each pair of commands in one hyperfine call (warm; COLD=1 adds runs after dropping caches).
+# Variables: DATA (/var/tmp/difftool-data), SYNTH_TAR (none), WORK (a new /var/tmp dir),
+# RUNS (10), COLD_RUNS (3), COLD (1), IMAGE_GB (8). Writes hyperfine's JSON and Markdown to WORK.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-/var/tmp/difftool-data} RUNS=${RUNS:-10} COLD_RUNS=${COLD_RUNS:-3} COLD=${COLD:-1}
+WORK=${WORK:-$(mktemp -d /var/tmp/btrfs-send-bench.XXXXXX)}
+command -v hyperfine >/dev/null || apt-get install -y -qq hyperfine >/dev/null
+swift build -c release --product difftool >/dev/null
+T=$(swift build -c release --show-bin-path)/difftool
+
+mkdir -p "$WORK/mnt"
+truncate -s "${IMAGE_GB:-8}G" "$WORK/image"
+mkfs.btrfs -q -f "$WORK/image" >/dev/null
+DEV=$(losetup --find --show "$WORK/image")
+mount "$DEV" "$WORK/mnt"
+cleanup() { umount "$WORK/mnt" || umount -l "$WORK/mnt"; losetup -d "$DEV"; rm -f "$WORK/image"; }
+trap cleanup EXIT
+S="$T --driver btrfs --home $WORK/mnt/store"
+
+# A child with one regular file of the parent changed (appended to: size and mtime move).
+child_with_one_edit() { # PARENT CHILD
+    $S create "$2" --parent "$1"
+    local root; root=$($S mount "$2")
+    local f; f=$(find "$root" -type f -size +0 -links 1 -print -quit)
+    echo "edited by bench-btrfs-send" >> "$f"
+    echo "$2: edited ${f#"$root"/}"
+}
+
+bench() { # NAME ID
+    local a="$S export $2 -o /dev/null -q" b="$S export $2 --naive -o /dev/null -q"
+    hyperfine -N --warmup 2 --runs "$RUNS" -n "$1 send" "$a" -n "$1 naive" "$b" \
+        --export-json "$WORK/$1.json" --export-markdown "$WORK/$1.md"
+    if [ "$COLD" = 1 ]; then
+        hyperfine -N --runs "$COLD_RUNS" --prepare 'sh -c "sync; echo 3 > /proc/sys/vm/drop_caches"' \
+            -n "$1 send, cold" "$a" -n "$1 naive, cold" "$b" \
+            --export-json "$WORK/$1-cold.json" --export-markdown "$WORK/$1-cold.md"
+    fi
+}
+
+$S import base -i "$DATA/base.tar" -q >/dev/null
+child_with_one_edit base one
+$S import layer --parent base -i "$DATA/layer.tar" -q >/dev/null
+$S status | grep -i send
+bench one one
+bench layer layer
+if [ -n "${SYNTH_TAR:-}" ]; then
+    $S import synth -i "$SYNTH_TAR" -q >/dev/null
+    child_with_one_edit synth synth-one
+    bench synth synth-one
+fi
