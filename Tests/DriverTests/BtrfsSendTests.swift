@@ -56,6 +56,15 @@ import Glibc
             #expect(commands.filter { $0.kind == .write }.isEmpty)
             #expect(commands.first { $0.kind == .symlink }?.inode != nil)
 
+            // Protocol 2 with the data: WRITE's DATA has no length there and runs to the end of
+            // its command (a file bigger than one command's worth of data, and a small one).
+            try Shell.check("btrfs -q subvolume snapshot \(m)/c \(m)/w && head -c 300000 /dev/urandom > \(m)/w/big && echo small > \(m)/w/small && btrfs -q property set \(m)/w ro true")
+            try Shell.check("btrfs -q send --proto 2 -p \(m)/c -f \(m)/stream2 \(m)/w")
+            let v2 = try Self.parse(try Pipe.read(m + "/stream2"), chunk: 4096)
+            #expect(v2.filter { $0.kind == .write }.count >= 3, "\(v2.map(\.description))")
+            #expect(v2.contains { $0.kind == .rename && $0.target == Bytes.of("big") })
+            #expect(v2.last?.kind == .end)
+
             var paths = BtrfsSendPaths()
             commands.forEach { paths.add($0) }
             let set = paths.result()
