@@ -14,7 +14,6 @@
 import DiffKitArchive
 import DiffKitSystem
 import DiffKit
-import Dispatch
 
 #if canImport(Glibc)
 import Glibc
@@ -123,17 +122,25 @@ extension BtrfsDriver {
     }
 
     /// The send stream of the read-only subvolume `fd` against subvolume `parent` (0: a full
-    /// stream), read on another thread from a pipe: the paths it names.
+    /// stream), read from a pipe on a thread of its own (not a pool's: a pool full of blocked
+    /// jobs would leave the sender waiting on a full pipe): the paths it names.
     static func sendPaths(_ fd: Int32, parent: UInt64, shown: [UInt8]) throws -> PathSet {
         var ends: [Int32] = [0, 0]
         if pipe(&ends) != 0 { throw SystemError("pipe", shown, errno: errno) }
         Sys.growPipe(ends[1])
         let (readEnd, writeEnd) = (ends[0], ends[1])
-        let outcome = Locked<Result<PathSet, Error>?>(nil)
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) {
-            let r = Result { try readStream(readEnd, shown: shown) }
-            outcome.withLock { $0 = r }
+        let reader = StreamReader(fd: readEnd, shown: shown)
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(reader).toOpaque()
+        let started = pthread_create(&thread, nil, { context in
+            Unmanaged<StreamReader>.fromOpaque(context!).takeRetainedValue().run()
+            return nil
+        }, context)
+        if started != 0 {
+            Unmanaged<StreamReader>.fromOpaque(context).release()
+            Sys.close(readEnd)
+            Sys.close(writeEnd)
+            throw SystemError("pthread_create", shown, errno: started)
         }
         var sendError: Error? = nil
         do {
@@ -142,10 +149,25 @@ extension BtrfsDriver {
             sendError = error
         }
         Sys.close(writeEnd)
-        group.wait()
+        pthread_join(thread, nil)
         Sys.close(readEnd)
         if let sendError { throw sendError }
-        return try outcome.withLock { $0! }.get()
+        return try reader.outcome.withLock { $0! }.get()
+    }
+
+    /// The reading end of a send: parses what comes through the pipe until it is closed.
+    final class StreamReader: Sendable {
+        let fd: Int32
+        let shown: [UInt8]
+        let outcome = Locked<Result<PathSet, Error>?>(nil)
+        init(fd: Int32, shown: [UInt8]) {
+            self.fd = fd
+            self.shown = shown
+        }
+        func run() {
+            let r = Result { try BtrfsDriver.readStream(fd, shown: shown) }
+            outcome.withLock { $0 = r }
+        }
     }
 
     /// Parse a send stream from `fd` to its end; on a bad stream, read on to the end (the sender

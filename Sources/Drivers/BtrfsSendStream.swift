@@ -58,6 +58,7 @@ struct BtrfsSendStreamParser {
     static let attrPath: UInt16 = 15
     static let attrPathTo: UInt16 = 16
     static let attrPathLink: UInt16 = 17
+    static let attrData: UInt16 = 19
 
     private var buffer: [UInt8] = []
     /// Stream offset of `buffer[0]`.
@@ -124,8 +125,12 @@ struct BtrfsSendStreamParser {
         var at = start + Self.commandHeaderSize
         let end = at + length
         while at < end {
+            guard end - at >= 2 else { throw BtrfsSendStreamError(offset: consumed + at, reason: "\(kind): truncated attribute") }
+            let type = Self.u16(buffer, at)
+            // From v2 on, DATA has no length: it runs to the end of its command.
+            if type == Self.attrData && (version ?? 1) >= 2 { break }
             guard end - at >= 4 else { throw BtrfsSendStreamError(offset: consumed + at, reason: "\(kind): truncated attribute") }
-            let type = Self.u16(buffer, at), size = Int(Self.u16(buffer, at + 2))
+            let size = Int(Self.u16(buffer, at + 2))
             let value = at + 4
             guard end - value >= size else { throw BtrfsSendStreamError(offset: consumed + at, reason: "\(kind): attribute \(type) overruns its command") }
             switch type {
