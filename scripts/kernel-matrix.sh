@@ -19,13 +19,13 @@ repo=$(pwd)
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(host 6.1)
 cache=${DIFFKIT_KERNEL_CACHE:-/opt/diffkit-kernels}
-filter=${DIFFKIT_MATRIX_FILTER:-'Overlay2Tests|OverlayTests|BtrfsTests|Conformance|VFSOptionsTests|AufsTests|XFSQuotaTests|IDMappedMountTests|Overlay2RedirectTests'}
+filter=${DIFFKIT_MATRIX_FILTER:-'Overlay2Tests|OverlayTests|BtrfsTests|BtrfsSendTests|Conformance|VFSOptionsTests|AufsTests|XFSQuotaTests|IDMappedMountTests|Overlay2RedirectTests'}
 virtme_ng=virtme-ng==1.42
 guest_timeout=${DIFFKIT_GUEST_TIMEOUT:-1200}
 # Tests that must have run (not skipped, not missing) under a kernel, beyond "no failures".
-must_run_host='Overlay2Tests.depthLimit() BtrfsTests.quota() VFS.deepLayerRead() Overlay2.deepLayerRead() Btrfs.deepLayerRead()'
+must_run_host='Overlay2Tests.depthLimit() BtrfsTests.quota() BtrfsSendTests.randomTreesMatchTheNaiveDiff() VFS.deepLayerRead() Overlay2.deepLayerRead() Btrfs.deepLayerRead()'
 must_run_61='Overlay2Tests.depthLimit() Overlay2Tests.projectQuotaOnXFS() Overlay2Tests.projectQuotaEnforcedOnXFS()
-BtrfsTests.quota() VFS.deepLayerRead() Overlay2.deepLayerRead() Btrfs.deepLayerRead()
+BtrfsTests.quota() BtrfsSendTests.randomTreesMatchTheNaiveDiff() VFS.deepLayerRead() Overlay2.deepLayerRead() Btrfs.deepLayerRead()
 XFSQuotaTests.limitsHoldWhenTheStoreIsOpenedAgain() XFSQuotaTests.limitsThroughTheCommand()'
 
 [ "$(id -u)" = 0 ] || { echo "kernel-matrix: run as root (loop devices, mounts)" >&2; exit 2; }
