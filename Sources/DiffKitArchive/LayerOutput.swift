@@ -6,7 +6,6 @@
 import DiffKitSystem
 import CArchive
 import CCrypto
-import Dispatch
 
 #if canImport(Glibc)
 import Glibc
@@ -38,17 +37,25 @@ public enum LayerOutput {
         Sys.growPipe(pipefd[1])
         let consumer = Consumer(input: pipefd[0], output: fd, name: name, compression: compression)
         consumer.progress = progress
-        let done = DispatchSemaphore(value: 0)
-        // The consumer is handed to one other thread and read here only after `done.wait()`.
-        nonisolated(unsafe) let c = consumer
-        DispatchQueue.global().async {
-            c.run()
-            done.signal()
+        // The consumer runs on a thread of its own, read here only after the join. Not a dispatch
+        // pool's: `produce` may queue blocking jobs of its own there (the naive diff's), and on
+        // 2 cores a third blocked job waited about a second for the pool to grow.
+        let context = Unmanaged.passRetained(consumer).toOpaque()
+        var thread = pthread_t()
+        let started = pthread_create(&thread, nil, { context in
+            Unmanaged<Consumer>.fromOpaque(context!).takeRetainedValue().run()
+            return nil
+        }, context)
+        if started != 0 {
+            Unmanaged<Consumer>.fromOpaque(context).release()
+            Sys.close(pipefd[0])
+            Sys.close(pipefd[1])
+            throw SystemError("pthread_create", Bytes.of(name), errno: started)
         }
         var produced: Error? = nil
         do { try produce(pipefd[1]) } catch { produced = error }
         Sys.close(pipefd[1])
-        done.wait()
+        pthread_join(thread, nil)
         Sys.close(pipefd[0])
         if let produced { throw produced }
         if let e = consumer.failure { throw e }
