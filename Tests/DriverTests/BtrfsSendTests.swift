@@ -160,6 +160,21 @@ import Glibc
         }
     }
 
+    /// btrfs layers stay writable: a parent changed after its child was snapshotted is still the
+    /// child's origin, and the stream between the two as they are now gives the naive diff.
+    @Test(.requires(.root, .filesystem("btrfs"))) func parentChangedAfterTheSnapshot() throws {
+        try withBtrfs { fs in
+            let d = try BtrfsDriver(home: Bytes.of(fs.mountPoint + "/home"))
+            try d.create(id: "base", parent: nil, options: [:])
+            let base = Bytes.string(try d.get(id: "base"))
+            try Fixture.apply(base, [.file("kept", "k"), .file("later", "l"), .dir("d"), .file("d/f", "f")])
+            try d.create(id: "child", parent: "base", options: [:])
+            try Fixture.apply(Bytes.string(try d.get(id: "child")), [.file("mine", "m"), .chown("d/f", 3, 3)])
+            try Fixture.apply(base, [.file("later", "changed in the parent"), .remove("d/f"), .file("new-in-parent", "p")])
+            try Self.expectSameAsNaive(d, "child", "base", "parent changed")
+        }
+    }
+
     /// Random trees and random mutations (the property the other diff sources are held to).
     @Test(.requires(.root, .filesystem("btrfs"))) func randomTreesMatchTheNaiveDiff() throws {
         try withBtrfs { fs in
