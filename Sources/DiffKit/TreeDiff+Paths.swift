@@ -9,7 +9,7 @@ import Glibc
 
 /// Relative layer paths (no leading `/`), each naming either the entry alone or the entry and
 /// everything below it. Ancestors of a path are part of the set as directories to go through.
-public struct PathSet: Sendable {
+package struct PathSet: Sendable {
     struct Node: Sendable {
         var children: [[UInt8]: Int] = [:]
         var whole = false
@@ -17,14 +17,14 @@ public struct PathSet: Sendable {
     var nodes = [Node()]
 
     /// An empty set.
-    public init() {}
+    package init() {}
 
     /// Whether no path was inserted.
-    public var isEmpty: Bool { nodes[0].children.isEmpty }
+    package var isEmpty: Bool { nodes[0].children.isEmpty }
 
     /// Add `path`; `subtree`: everything below it too. Empty components are ignored, so the root
     /// itself (`""`) adds nothing: the root is never a change.
-    public mutating func insert(_ path: [UInt8], subtree: Bool = false) {
+    package mutating func insert(_ path: [UInt8], subtree: Bool = false) {
         var node = 0
         var any = false
         for name in path.split(separator: LayerPath.slash) {
@@ -42,7 +42,7 @@ public struct PathSet: Sendable {
     }
 
     /// Whether `path` is in the set, as an entry, an ancestor of one, or below a whole subtree.
-    public func covers(_ path: [UInt8]) -> Bool {
+    package func covers(_ path: [UInt8]) -> Bool {
         var node = 0
         for name in path.split(separator: LayerPath.slash) {
             if nodes[node].whole { return true }
@@ -79,7 +79,7 @@ extension TreeDiff {
     ///
     /// `peers(inode)` gives every path of a changed file with more than one link in `layer`, so
     /// the unchanged members of its hardlink group are found as the full walk finds them.
-    public static func changes(base: [UInt8], layer: [UInt8], at paths: PathSet, snapshots: Bool = false,
+    package static func changes(base: [UInt8], layer: [UInt8], at paths: PathSet, snapshots: Bool = false,
                                peers: (UInt64) throws -> [[UInt8]]) throws -> [Change] {
         func run(_ set: PathSet) throws -> State {
             // Fresh root descriptors each run: a directory read leaves its descriptor at the end.

@@ -125,10 +125,8 @@ extension BtrfsDriver {
     /// stream), read from a pipe on a thread of its own (not a pool's: a pool full of blocked
     /// jobs would leave the sender waiting on a full pipe): the paths it names.
     static func sendPaths(_ fd: Int32, parent: UInt64, shown: [UInt8]) throws -> PathSet {
-        var ends: [Int32] = [0, 0]
-        if pipe(&ends) != 0 { throw SystemError("pipe", shown, errno: errno) }
-        Sys.growPipe(ends[1])
-        let (readEnd, writeEnd) = (ends[0], ends[1])
+        let (readEnd, writeEnd) = try Sys.pipe(shown: shown)
+        Sys.growPipe(writeEnd)
         let reader = StreamReader(fd: readEnd, shown: shown)
         var thread = pthread_t()
         let context = Unmanaged.passRetained(reader).toOpaque()
@@ -199,7 +197,8 @@ extension BtrfsDriver {
     func prepareSendDirectory() throws {
         let dir = sendDirectory
         if (try Sys.lstatIfExists(AT_FDCWD, dir)) == nil {
-            if mkdir(Bytes.string(dir), 0o700) != 0 && errno != EEXIST { throw SystemError("mkdir", dir, errno: errno) }
+            let e = Sys.tryMkdir(dir, mode: 0o700)
+            if e != 0 && e != EEXIST { throw SystemError("mkdir", dir, errno: e) }
         }
         let sweep = sendState.state.withLock { s -> Bool in
             defer { s.swept = true }

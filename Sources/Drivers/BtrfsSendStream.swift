@@ -6,7 +6,7 @@
 //
 // Only what a diff needs is kept: the command and its path attributes. Data (WRITE, with
 // NO_FILE_DATA never sent) and xattr values are skipped.
-import CDiffKitArchive
+import DiffKitArchive
 import DiffKit
 import DiffKitSystem
 
@@ -113,9 +113,9 @@ struct BtrfsSendStreamParser {
         // The CRC covers the header with its CRC field zeroed, then the attributes.
         let crc = buffer.withUnsafeBytes { p -> UInt32 in
             let zero: [UInt8] = [0, 0, 0, 0]
-            var c = dk_crc32c(0xFFFF_FFFF, p.baseAddress! + start, 6)
-            c = zero.withUnsafeBytes { dk_crc32c(c, $0.baseAddress, 4) }
-            return dk_crc32c(c, p.baseAddress! + start + Self.commandHeaderSize, length)
+            var c = CRC32C.update(0xFFFF_FFFF, UnsafeRawBufferPointer(start: p.baseAddress! + start, count: 6))
+            c = zero.withUnsafeBytes { CRC32C.update(c, $0) }
+            return CRC32C.update(c, UnsafeRawBufferPointer(start: p.baseAddress! + start + Self.commandHeaderSize, count: length))
         }
         guard ~crc == stored else { throw BtrfsSendStreamError(offset: offset, reason: "command \(number): CRC mismatch") }
         guard let kind = BtrfsSendCommand.Kind(rawValue: number) else {
