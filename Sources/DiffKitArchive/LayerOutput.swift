@@ -86,8 +86,10 @@ public enum LayerOutput {
             let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
             defer { buf.deallocate() }
             do {
+                // Uncompressed, the blob is the tar: its digest is the diffID, hashed once.
+                let hashBlob = compression != .none
                 let emit: (UnsafeRawBufferPointer) throws -> Void = { [self] p in
-                    blobHash.update(p)
+                    if hashBlob { blobHash.update(p) }
                     blobBytes += Int64(p.count)
                     try Sys.writeAll(output, p, shown: name)
                 }
