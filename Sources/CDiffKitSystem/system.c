@@ -83,3 +83,5 @@ void dk_tsan_release(const void *addr) {
     (void)addr;
 #endif
 }
+
+int dk_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

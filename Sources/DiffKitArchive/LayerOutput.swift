@@ -32,8 +32,8 @@ public enum LayerOutput {
     public static func write(to fd: Int32, name: String, compression: Compression,
                              progress: (@Sendable (Int64, Int) -> Void)? = nil,
                              _ produce: (Int32) throws -> Void) throws -> LayerDigests {
-        var pipefd: [Int32] = [0, 0]
-        if pipe(&pipefd) != 0 { throw SystemError("pipe", Bytes.of(name), errno: errno) }
+        let ends = try Sys.pipe(shown: Bytes.of(name))
+        let pipefd = [ends.read, ends.write]
         Sys.growPipe(pipefd[1])
         let consumer = Consumer(input: pipefd[0], output: fd, name: name, compression: compression)
         consumer.progress = progress

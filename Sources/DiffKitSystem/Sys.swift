@@ -502,8 +502,10 @@ public enum Sys {
 
     /// A pipe: its read and write ends; throws a ``SystemError`` naming `shown`.
     public static func pipe(shown: [UInt8]) throws -> (read: Int32, write: Int32) {
+        // Close-on-exec: a process the caller starts meanwhile (a library user's, or a mount
+        // helper's child) must not hold a write end, or the reader never sees the end.
         var fds: [Int32] = [-1, -1]
-        try check(Glibc.pipe(&fds), "pipe", shown)
+        try check(dk_pipe_cloexec(&fds), "pipe", shown)
         return (fds[0], fds[1])
     }
 

@@ -111,7 +111,7 @@ import Glibc
 enum QuotaWrite {
     /// Write `megabytes` MiB to a new file; 0 or the errno of the first failed write (or fsync).
     static func write(_ path: String, megabytes: Int) throws -> Int32 {
-        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
+        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return errno }
         defer { close(fd) }
         let chunk = [UInt8](repeating: 0x5A, count: 1 << 20)

@@ -152,7 +152,9 @@ private func importTar(_ store: LayerStore, _ id: String, parent: String?, _ tar
         _ = try LayerStore(driverName: "vfs", home: Bytes.of(home))
         let layers = home + "/layers"
         try Fixture.apply(layers, [.file("live.incomplete", ""), .file("live.tar-split.tmp", "split"), .file("old.tmp", "x")])
-        let lock = open(layers + "/.locks/live", O_RDWR | O_CREAT, 0o600)
+        // Close-on-exec: a difftool started meanwhile by a test running beside this one must not
+        // inherit the descriptor, and with it the lock, past the close below.
+        let lock = open(layers + "/.locks/live", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         #expect(lock >= 0)
         #expect(flock(lock, LOCK_EX) == 0)
         _ = try LayerStore(driverName: "vfs", home: Bytes.of(home))

@@ -19,7 +19,7 @@ enum XFSQuota {
     /// Write up to `megabytes` MiB to a new file: the bytes write(2) took and the errno that
     /// stopped it (0 when all were written and fsync succeeded).
     static func fill(_ path: String, megabytes: Int) -> (bytes: Int, errno: Int32) {
-        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
+        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return (0, errno) }
         defer { close(fd) }
         let chunk = [UInt8](repeating: 0x5A, count: 1 << 20)

@@ -121,7 +121,7 @@ public enum Fixture {
         try parents(root, p)
         let path = root + "/" + p
         unlink(path)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode_t(mode))
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(mode))
         if fd < 0 { throw TestError("create \(path): \(errno)") }
         defer { close(fd) }
         try data.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: path) }
@@ -262,7 +262,7 @@ public enum Pipe {
     public static func tarFile(_ body: (Int32) throws -> Void) throws -> String {
         let dir = try Fixture.tempDir("tar")
         let path = dir + "/out.tar"
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { throw TestError("create \(path)") }
         defer { close(fd) }
         try body(fd)

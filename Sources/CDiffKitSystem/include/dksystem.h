@@ -43,4 +43,6 @@ int dk_memfd(const char *name);
 // slow path in the kernel (futex), where the sanitizer cannot see the hand-over.
 void dk_tsan_acquire(const void *addr);
 void dk_tsan_release(const void *addr);
+// pipe2(2) with O_CLOEXEC (glibc declares it only under _GNU_SOURCE).
+int dk_pipe_cloexec(int fds[2]);
 #endif
