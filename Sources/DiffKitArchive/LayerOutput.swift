@@ -40,22 +40,18 @@ public enum LayerOutput {
         // The consumer runs on a thread of its own, read here only after the join. Not a dispatch
         // pool's: `produce` may queue blocking jobs of its own there (the naive diff's), and on
         // 2 cores a third blocked job waited about a second for the pool to grow.
-        let context = Unmanaged.passRetained(consumer).toOpaque()
-        var thread = pthread_t()
-        let started = pthread_create(&thread, nil, { context in
-            Unmanaged<Consumer>.fromOpaque(context!).takeRetainedValue().run()
-            return nil
-        }, context)
-        if started != 0 {
-            Unmanaged<Consumer>.fromOpaque(context).release()
+        let thread: SystemThread
+        do {
+            thread = try SystemThread(shown: Bytes.of(name)) { consumer.run() }
+        } catch {
             Sys.close(pipefd[0])
             Sys.close(pipefd[1])
-            throw SystemError("pthread_create", Bytes.of(name), errno: started)
+            throw error
         }
         var produced: Error? = nil
         do { try produce(pipefd[1]) } catch { produced = error }
         Sys.close(pipefd[1])
-        pthread_join(thread, nil)
+        thread.join()
         Sys.close(pipefd[0])
         if let produced { throw produced }
         if let e = consumer.failure { throw e }

@@ -53,6 +53,7 @@ public final class TarStream {
     fileprivate private(set) var producedBytes: Int64 = 0
     private var producerFailure: ArchiveError?
     private var readAhead: ReadAhead?
+    private var readAheadTried = false
 
     private enum State {
         case header, sparseExtension, extended(left: Int), payload(left: Int64), padding(left: Int), trailer, end
@@ -110,8 +111,9 @@ public final class TarStream {
     /// of the parser (the same bytes in the same order);
     /// the digest and the record are complete once `drain()` or `stop()` returned.
     public func nextChunk() -> UnsafeRawBufferPointer {
-        if readAhead == nil, !sourceDone, producerFailure == nil, digest != nil || recorder != nil || input.isCompressed,
-           sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 {
+        if readAhead == nil, !readAheadTried, !sourceDone, producerFailure == nil,
+           digest != nil || recorder != nil || input.isCompressed, sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 {
+            readAheadTried = true
             readAhead = ReadAhead(self)
         }
         if let readAhead, let (chunk, count) = readAhead.take() {
@@ -429,26 +431,16 @@ final class ReadAhead: Sendable {
     }
     private let ring = Condition(Ring())
 
-    init(_ stream: TarStream) {
+    /// nil when no thread can be started: the stream then reads on the parser's thread.
+    init?(_ stream: TarStream) {
         // Detached: the thread holds the stream (and its own copy of the input descriptor) until
         // it has finished, so letting a stream go mid-way never waits on a blocked read.
-        let context = Unmanaged.passRetained(Box { [self] in self.run(stream) }).toOpaque()
-        var thread = pthread_t()
-        pthread_create(&thread, nil, { context in
-            let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
-            box.body()
-            return nil
-        }, context)
-        pthread_detach(thread)
+        guard let thread = try? SystemThread({ [self] in self.run(stream) }) else { return nil }
+        thread.detach()
     }
 
     deinit {
         ring.withLock { for s in $0.slots { s.buffer?.deallocate() } }
-    }
-
-    private final class Box {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
     }
 
     private func run(_ stream: TarStream) {

@@ -19,32 +19,14 @@ public enum DedicatedThread {
         let isCancelled: @Sendable () -> Bool = { cancelled.withLock { $0 } }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<R, any Error>) in
-                let started = start { continuation.resume(with: Result { try work(isCancelled) }) }
-                if started != 0 { continuation.resume(throwing: SystemError("pthread_create", [], errno: started)) }
+                do {
+                    try SystemThread { continuation.resume(with: Result { try work(isCancelled) }) }.detach()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
             }
         } onCancel: {
             cancelled.withLock { $0 = true }
         }
-    }
-
-    private final class Job: Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-
-    /// Start a detached thread running `body`; pthread_create's result (0: started).
-    private static func start(_ body: @escaping @Sendable () -> Void) -> Int32 {
-        let context = Unmanaged.passRetained(Job(body)).toOpaque()
-        var thread = pthread_t()
-        let r = pthread_create(&thread, nil, { context in
-            Unmanaged<Job>.fromOpaque(context!).takeRetainedValue().body()
-            return nil
-        }, context)
-        if r != 0 {
-            Unmanaged<Job>.fromOpaque(context).release()
-            return r
-        }
-        pthread_detach(thread)
-        return 0
     }
 }

@@ -128,17 +128,13 @@ extension BtrfsDriver {
         let (readEnd, writeEnd) = try Sys.pipe(shown: shown)
         Sys.growPipe(writeEnd)
         let reader = StreamReader(fd: readEnd, shown: shown)
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(reader).toOpaque()
-        let started = pthread_create(&thread, nil, { context in
-            Unmanaged<StreamReader>.fromOpaque(context!).takeRetainedValue().run()
-            return nil
-        }, context)
-        if started != 0 {
-            Unmanaged<StreamReader>.fromOpaque(context).release()
+        let thread: SystemThread
+        do {
+            thread = try SystemThread(shown: shown) { reader.run() }
+        } catch {
             Sys.close(readEnd)
             Sys.close(writeEnd)
-            throw SystemError("pthread_create", shown, errno: started)
+            throw error
         }
         var sendError: Error? = nil
         do {
@@ -147,7 +143,7 @@ extension BtrfsDriver {
             sendError = error
         }
         Sys.close(writeEnd)
-        pthread_join(thread, nil)
+        thread.join()
         Sys.close(readEnd)
         if let sendError { throw sendError }
         return try reader.outcome.withLock { $0! }.get()

@@ -331,9 +331,16 @@ extension LayerStore {
         let (readEnd, writeEnd) = try Sys.pipe(shown: copy)
         let failure = ThreadFailure()
         let name = "layer \(id)"
-        let thread = startThread {
-            do { _ = try Layers.export(directory: source, to: writeEnd, name: name) } catch { failure.error.withLock { $0 = error } }
+        let thread: SystemThread
+        do {
+            thread = try SystemThread(shown: copy) {
+                do { _ = try Layers.export(directory: source, to: writeEnd, name: name) } catch { failure.error.withLock { $0 = error } }
+                Sys.close(writeEnd)
+            }
+        } catch {
+            Sys.close(readEnd)
             Sys.close(writeEnd)
+            throw error
         }
         var options = ApplyOptions(idMap: map)
         options.logger = Logger(label: "diffkit")
@@ -343,7 +350,7 @@ extension LayerStore {
         while (buf.withUnsafeMutableBytes { try? Sys.read(readEnd, $0.baseAddress!, $0.count, shown: copy) } ?? 0) > 0 {}
         Sys.close(readEnd)
 
-        pthread_join(thread, nil)
+        thread.join()
         if let e = failure.error.withLock({ $0 }) { throw e }
         _ = try applied.get()
         try Sys.bindMount(copy, on: dir + Bytes.of("/merged"))
@@ -372,22 +379,6 @@ extension LayerStore {
 /// The writer thread's error, read after it is joined.
 private final class ThreadFailure: Sendable {
     let error = Locked<(any Error)?>(nil)
-}
-
-private final class ThreadBody {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
-}
-
-/// Run `body` on a new thread; join it with pthread_join.
-private func startThread(_ body: @escaping () -> Void) -> pthread_t {
-    let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
-    var thread = pthread_t()
-    pthread_create(&thread, nil, { context in
-        Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue().body()
-        return nil
-    }, context)
-    return thread
 }
 
 private func kernelAtLeast(_ major: Int, _ minor: Int) -> Bool {
