@@ -375,10 +375,10 @@ public enum Sys {
     public static func tryMkdir(_ path: [UInt8], mode: UInt32) -> Int32 { tryMkdirat(AT_FDCWD, path, mode: mode) }
 
     /// `fchownat` without following a final symlink; throws a ``SystemError`` (`operation` names it).
-    public static func fchownat(_ dirfd: Int32, _ name: [UInt8], uid: UInt32, gid: UInt32, operation: String = "chown",
+    public static func fchownat(_ dirfd: Int32, _ name: [UInt8], uid: UInt32, gid: UInt32, operation: @autoclosure () -> String = "chown",
                                 shown: @autoclosure () -> [UInt8]? = nil) throws {
         let r = withCString(name) { n in retry { Glibc.fchownat(dirfd, n, uid, gid, AT_SYMLINK_NOFOLLOW) } }
-        try check(r, operation, shown() ?? name)
+        try check(r, operation(), shown() ?? name)
     }
 
     /// `lchown` of a path; throws a ``SystemError``.
@@ -387,23 +387,23 @@ public enum Sys {
     }
 
     /// `fchown` of an open descriptor; throws a ``SystemError`` naming `shown`.
-    public static func fchown(_ fd: Int32, uid: UInt32, gid: UInt32, operation: String = "chown", shown: [UInt8]) throws {
-        try check(retry { Glibc.fchown(fd, uid, gid) }, operation, shown)
+    public static func fchown(_ fd: Int32, uid: UInt32, gid: UInt32, operation: @autoclosure () -> String = "chown", shown: [UInt8]) throws {
+        try check(retry { Glibc.fchown(fd, uid, gid) }, operation(), shown)
     }
 
     /// `fchmodat` (following a final symlink, as chmod does); throws a ``SystemError``.
-    public static func fchmodat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32, operation: String = "chmod",
+    public static func fchmodat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32, operation: @autoclosure () -> String = "chmod",
                                 shown: @autoclosure () -> [UInt8]? = nil) throws {
         let r = withCString(name) { n in retry { Glibc.fchmodat(dirfd, n, mode_t(mode), 0) } }
-        try check(r, operation, shown() ?? name)
+        try check(r, operation(), shown() ?? name)
     }
 
     /// `chmod` of a path; throws a ``SystemError``.
     public static func chmod(_ path: [UInt8], mode: UInt32) throws { try fchmodat(AT_FDCWD, path, mode: mode) }
 
     /// `fchmod` of an open descriptor; throws a ``SystemError`` naming `shown`.
-    public static func fchmod(_ fd: Int32, mode: UInt32, operation: String = "chmod", shown: [UInt8]) throws {
-        try check(retry { Glibc.fchmod(fd, mode_t(mode)) }, operation, shown)
+    public static func fchmod(_ fd: Int32, mode: UInt32, operation: @autoclosure () -> String = "chmod", shown: [UInt8]) throws {
+        try check(retry { Glibc.fchmod(fd, mode_t(mode)) }, operation(), shown)
     }
 
     /// `utimensat` without following a final symlink (atime, mtime); throws a ``SystemError``.
@@ -463,9 +463,9 @@ public enum Sys {
 
     /// `linkat` (no flags: a final symlink is linked, not followed); throws a ``SystemError``.
     public static func linkat(_ fromDir: Int32, _ fromName: [UInt8], _ toDir: Int32, _ toName: [UInt8],
-                              operation: String = "link", shown: @autoclosure () -> [UInt8]? = nil) throws {
+                              operation: @autoclosure () -> String = "link", shown: @autoclosure () -> [UInt8]? = nil) throws {
         let e = tryLinkat(fromDir, fromName, toDir, toName)
-        if e != 0 { throw SystemError(operation, shown() ?? toName, errno: e) }
+        if e != 0 { throw SystemError(operation(), shown() ?? toName, errno: e) }
     }
 
     /// `linkat` returning the errno (0 on success), for callers that branch on EEXIST.
