@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libarchive-dev libbtrfs-dev libselinux1-dev libssl-dev pkg-config btrfs-progs xfsprogs attr
-          gzip xz-utils bzip2 zstd)
+          gzip xz-utils bzip2 zstd
+          # the real engines the tests start (Tests/TestSupport/Engines.swift): dockerd, the
+          # distribution registry, skopeo, umoci, buildah
+          docker.io docker-registry skopeo umoci buildah curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
