@@ -106,14 +106,16 @@ extension LayerStore {
             // or snapshot of its parent's content), every layer is created now and the tars go
             // in at once; otherwise each layer is created on its parent once that is complete.
             try driver.create(id: layers[0].id, parent: parent, options: createOptions)
+            var createdAll = layers.count == 1
             var concurrent = false
             if jobs > 1 && layers.count > 1 && !driver.layersAreSnapshots, try driver.applyDirectory(id: layers[0].id) != nil {
                 for k in layers.indices.dropFirst() {
                     try driver.create(id: layers[k].id, parent: layers[k - 1].id, options: createOptions)
                 }
+                createdAll = true
                 concurrent = try layers.allSatisfy { try driver.applyDirectory(id: $0.id) != nil }
             }
-            let run = ChainRun(layers, parent: parent, createOptions: concurrent ? nil : createOptions)
+            let run = ChainRun(layers, parent: parent, createOptions: createdAll ? nil : createOptions)
             let workers = concurrent ? max(1, min(jobs, layers.count)) : 1
             let active = Condition(0)
             for _ in 1..<workers {
