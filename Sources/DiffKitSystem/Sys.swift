@@ -61,14 +61,22 @@ package enum Sys {
     package static func openInRoot(_ rootfd: Int32, _ path: [UInt8], _ flags: Int32) -> (fd: Int32, errno: Int32) {
         if !useOpenat2.load(ordering: .relaxed) { return walkInRoot(rootfd, path, flags) }
         let resolve = dk_resolve_in_root() | dk_resolve_no_magiclinks()
-        let fd = withCString(path.isEmpty ? [UInt8(ascii: ".")] : path) { p in
-            retry { dk_openat2(rootfd, p, UInt64(flags | O_CLOEXEC), 0, resolve) }
+        // EAGAIN: a `..` was met while a rename or a mount happened anywhere on the machine, and
+        // the kernel could not prove the walk stayed inside; openat2(2) says to try again. After
+        // a few tries the walk is done in user space, which needs no such proof.
+        for _ in 0..<8 {
+            let fd = withCString(path.isEmpty ? [UInt8(ascii: ".")] : path) { p in
+                retry { dk_openat2(rootfd, p, UInt64(flags | O_CLOEXEC), 0, resolve) }
+            }
+            if fd >= 0 { return (fd, 0) }
+            let e = errno
+            if e == ENOSYS {
+                useOpenat2.store(false, ordering: .relaxed)
+                break
+            }
+            if e != EAGAIN { return (fd, e) }
         }
-        if fd < 0 && errno == ENOSYS {
-            useOpenat2.store(false, ordering: .relaxed)
-            return walkInRoot(rootfd, path, flags)
-        }
-        return (fd, fd < 0 ? errno : 0)
+        return walkInRoot(rootfd, path, flags)
     }
 
     /// openat2 is used unless the kernel lacks it (before 5.6) or DIFFKIT_NO_OPENAT2=1 asks
