@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "DiffKit", targets: ["DiffKit", "DiffKitArchive", "DiffKitSystem"]),
         .library(name: "Drivers", targets: ["Drivers"]),
+        .library(name: "DiffKitJSON", targets: ["DiffKitJSON"]),
         .executable(name: "difftool", targets: ["difftool"]),
     ],
     dependencies: [
@@ -30,6 +31,10 @@ let package = Package(
         // The system's libcrypto (Debian: libssl-dev) for SHA-256 digests: its assembly (SHA-NI
         // where the CPU has it) costs nothing to build, where swift-crypto takes minutes.
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // JSON documents (image configs, manifests, an engine's layer records) without Foundation:
+        // a value type, a strict parser, a writer with sorted keys, Codable on top; base64 and
+        // RFC 3339 times as the documents carry them.
+        .target(name: "DiffKitJSON"),
         .target(name: "CDiffKitArchive"),
         .target(name: "DiffKitArchive", dependencies: ["DiffKitSystem", "CArchive", "CCrypto", "CDiffKitArchive"]),
         // Layers: walks, changes, the layer writer, the applier, ID maps, sizes, tree copies.
@@ -49,7 +54,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "TestSupport", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive"], path: "Tests/TestSupport"),
-        .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport"]),
+        .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "DiffKitJSON", "TestSupport"]),
         .testTarget(name: "DriverTests", dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
                                                     .product(name: "Logging", package: "swift-log")]),
     ]
