@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "DiffKit", targets: ["DiffKit", "DiffKitArchive", "DiffKitSystem"]),
         .library(name: "Drivers", targets: ["Drivers"]),
         .library(name: "DiffKitJSON", targets: ["DiffKitJSON"]),
+        .library(name: "Images", targets: ["Images"]),
         .executable(name: "difftool", targets: ["difftool"]),
     ],
     dependencies: [
@@ -46,16 +47,22 @@ let package = Package(
         .systemLibrary(name: "CSELinux", pkgConfig: "libselinux", providers: [.apt(["libselinux1-dev"])]),
         .target(name: "CDriverSystem"),
         .target(name: "Drivers", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "CDriverSystem", "CSELinux"]),
+        // Images: the image documents (OCI and docker save), reading an image out of a layout, and
+        // importing it into a store as a chain; the documents' JSON through DiffKitJSON.
+        .target(
+            name: "Images",
+            dependencies: ["Drivers", "DiffKit", "DiffKitArchive", "DiffKitSystem", "DiffKitJSON",
+                           .product(name: "SystemPackage", package: "swift-system")]),
         .executableTarget(
             name: "difftool",
             dependencies: [
-                "DiffKit", "Drivers", "DiffKitSystem", "DiffKitArchive",
+                "DiffKit", "Drivers", "Images", "DiffKitSystem", "DiffKitArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "TestSupport", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive"], path: "Tests/TestSupport"),
         .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "DiffKitJSON", "TestSupport"]),
-        .testTarget(name: "DriverTests", dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
+        .testTarget(name: "DriverTests", dependencies: ["Drivers", "Images", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
                                                     .product(name: "Logging", package: "swift-log")]),
     ]
 )
