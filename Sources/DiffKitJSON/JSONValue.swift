@@ -4,15 +4,20 @@
 
 /// A JSON value.
 public enum JSONValue: Sendable, Equatable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
     /// A number as written (`-12`, `3.5e2`): integers keep every digit, whatever their size.
     case number(String)
+    /// A string.
     case string(String)
+    /// An array.
     case array([JSONValue])
     /// Members in document order (a repeated key keeps its last value when looked up).
     case object([(String, JSONValue)])
 
+    /// Equal values: objects compare their members in order.
     public static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
         case (.null, .null): return true

@@ -357,14 +357,14 @@ public struct OCILayoutFile: Codable, Sendable, Equatable {
 }
 
 /// The JSON coding of image documents: compact, keys sorted (so a document written twice is
-/// the same bytes, and its digest the same); ``DiffKitJSON/JSONDocument`` underneath.
+/// the same bytes, and its digest the same); `JSONDocument` (DiffKitJSON) underneath.
 public enum DocumentJSON {
     /// `value` as JSON bytes.
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         try JSONDocument.encode(value)
     }
 
-    /// A `T` from JSON bytes; a ``DiffKitJSON/JSONError`` says where it failed (the key path, or
+    /// A `T` from JSON bytes; a `JSONError` (DiffKitJSON) says where it failed (the key path, or
     /// the byte offset of a syntax error).
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
         try JSONDocument.decode(T.self, from: bytes)
