@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "DiffKit", targets: ["DiffKit", "DiffKitArchive", "DiffKitSystem"]),
         .library(name: "Drivers", targets: ["Drivers"]),
+        .library(name: "EngineStores", targets: ["EngineStores"]),
         .executable(name: "difftool", targets: ["difftool"]),
     ],
     dependencies: [
@@ -41,16 +42,21 @@ let package = Package(
         .systemLibrary(name: "CSELinux", pkgConfig: "libselinux", providers: [.apt(["libselinux1-dev"])]),
         .target(name: "CDriverSystem"),
         .target(name: "Drivers", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "CDriverSystem", "CSELinux"]),
+        // Engines' own stores opened in place, read-only (docker's data root, containers/storage's
+        // root). Depends on Drivers; FoundationEssentials only for containers/storage's layers.json.
+        .target(
+            name: "EngineStores",
+            dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "difftool",
             dependencies: [
-                "DiffKit", "Drivers", "DiffKitSystem", "DiffKitArchive",
+                "DiffKit", "Drivers", "EngineStores", "DiffKitSystem", "DiffKitArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "TestSupport", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive"], path: "Tests/TestSupport"),
         .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport"]),
-        .testTarget(name: "DriverTests", dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
+        .testTarget(name: "DriverTests", dependencies: ["Drivers", "EngineStores", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
                                                     .product(name: "Logging", package: "swift-log")]),
     ]
 )
