@@ -76,6 +76,11 @@ public final class AdoptedStore: Sendable {
         }
     }
 
+    /// What the directory at `path` looks like (a docker data root, a containers/storage root, a
+    /// driver's own directory, a DiffKit store, …), for an error about a directory that is not
+    /// what was expected; nil when it looks like none of these.
+    public static func describe(_ path: FilePath) -> String? { EngineFiles.guess(Bytes.of(path)) }
+
     /// The layer named `id` (for docker, the chain ID with or without its `sha256:` prefix).
     public func layer(_ id: String) throws -> AdoptedLayer { try record(id).layer }
 
