@@ -7,9 +7,8 @@
 // The layer list is read under a shared record lock on layers.lock — the lock its own readers
 // take, compatible with other readers — held only while the JSON files are read: a writer waits
 // for at most that long. A writer holding it is waited for 5 seconds, then adoption is refused.
-// The JSON is metadata, parsed with FoundationEssentials (the one use of it in this module).
+import DiffKitJSON
 import DiffKitSystem
-import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -79,7 +78,7 @@ enum ContainersRoot {
     static func decode(_ path: [UInt8]) throws -> [Entry] {
         let data = try Sys.readFile(path)
         do {
-            return try JSONDecoder().decode([Entry].self, from: Data(data))
+            return try JSONDocument.decode([Entry].self, from: data)
         } catch {
             throw EngineStoreError.badRecord(path: Bytes.string(path), reason: "not a containers/storage layer list: \(error)")
         }

@@ -78,13 +78,13 @@ final class EngineTarSplitReader {
             line += 1
             if l.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
             var p = JSONLine(bytes: l)
-            let fields: [String: JSONValue]
+            let fields: [String: TarSplitValue]
             do { fields = try p.object() } catch let e as JSONError { throw corrupt(e.why) }
             guard case let .number(type)? = fields["type"] else { throw corrupt("no type") }
             let payload: [UInt8]?
             switch fields["payload"] {
             case let .string(s)?:
-                guard let d = Base64.decode(s) else { throw corrupt("payload is not base64") }
+                guard let d = Base64Bytes.decode(s) else { throw corrupt("payload is not base64") }
                 payload = d
             case .null?, nil: payload = nil
             default: throw corrupt("payload is not a string")
@@ -95,7 +95,7 @@ final class EngineTarSplitReader {
             case 1:
                 var name: [UInt8]
                 if case let .string(raw)? = fields["name_raw"], !raw.isEmpty {
-                    guard let d = Base64.decode(raw) else { throw corrupt("name_raw is not base64") }
+                    guard let d = Base64Bytes.decode(raw) else { throw corrupt("name_raw is not base64") }
                     name = d
                 } else if case let .string(n)? = fields["name"] {
                     name = n
@@ -116,7 +116,7 @@ final class EngineTarSplitReader {
 }
 
 /// The values a tar-split line holds.
-enum JSONValue: Equatable {
+enum TarSplitValue: Equatable {
     case string([UInt8])
     case number(Int64)
     case null
@@ -151,8 +151,8 @@ struct JSONLine {
         return true
     }
 
-    mutating func object() throws -> [String: JSONValue] {
-        var out: [String: JSONValue] = [:]
+    mutating func object() throws -> [String: TarSplitValue] {
+        var out: [String: TarSplitValue] = [:]
         guard expect(UInt8(ascii: "{")) else { throw JSONError("not a JSON object") }
         if expect(UInt8(ascii: "}")) { return out }
         while true {
@@ -170,7 +170,7 @@ struct JSONLine {
         return out
     }
 
-    private mutating func value() throws -> JSONValue {
+    private mutating func value() throws -> TarSplitValue {
         guard i < bytes.endIndex else { throw JSONError("a value is missing") }
         switch bytes[i] {
         case UInt8(ascii: "\""): return .string(try string())
@@ -182,14 +182,14 @@ struct JSONLine {
         }
     }
 
-    private mutating func literal(_ word: String, _ v: JSONValue) throws -> JSONValue {
+    private mutating func literal(_ word: String, _ v: TarSplitValue) throws -> TarSplitValue {
         let w = Array(word.utf8)
         guard bytes.endIndex - i >= w.count, Array(bytes[i..<(i + w.count)]) == w else { throw JSONError("a bad literal") }
         i += w.count
         return v
     }
 
-    private mutating func number() throws -> JSONValue {
+    private mutating func number() throws -> TarSplitValue {
         var negative = false
         if bytes[i] == UInt8(ascii: "-") { negative = true; i += 1 }
         var v: Int64 = 0
@@ -269,7 +269,7 @@ struct JSONLine {
 }
 
 /// Standard base64 (with padding), as Go's encoding/json writes []byte.
-enum Base64 {
+enum Base64Bytes {
     private static let values: [Int8] = {
         var t = [Int8](repeating: -1, count: 256)
         for (n, c) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() { t[Int(c)] = Int8(n) }
