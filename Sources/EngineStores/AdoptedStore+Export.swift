@@ -87,7 +87,7 @@ extension AdoptedStore {
     }
 
     /// Run `body` with an opener of the layer's regular files by their name in the tar.
-    private func withFiles<R>(_ files: LayerFiles, _ body: (_ open: ([UInt8]) throws -> (fd: Int32, path: [UInt8])) throws -> R) throws -> R {
+    private func withFiles<R>(_ files: LayerFiles, _ body: (_ openFile: ([UInt8]) throws -> (fd: Int32, path: [UInt8])) throws -> R) throws -> R {
         var fds: [Int32] = []
         defer { fds.forEach(Sys.close) }
         for root in roots(files) { fds.append(try Sys.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) }
@@ -124,11 +124,11 @@ extension AdoptedStore {
         let reader = try EngineTarSplitReader(path: split)
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buffer.deallocate() }
-        return try withFiles(files) { open in
+        return try withFiles(files) { openFile in
             while let entry = try reader.next() {
                 guard case let .file(stored, size, crc) = entry, size > 0 else { continue }
                 let opened: (fd: Int32, path: [UInt8])
-                do { opened = try open(stored) } catch { return "\(Bytes.string(stored)) cannot be opened: \(error)" }
+                do { opened = try openFile(stored) } catch { return "\(Bytes.string(stored)) cannot be opened: \(error)" }
                 defer { Sys.close(opened.fd) }
                 let st = try Sys.fstat(opened.fd, shown: opened.path)
                 if st.st_mode & S_IFMT != S_IFREG { return "\(Bytes.string(stored)) is no longer a regular file" }
@@ -147,7 +147,7 @@ extension AdoptedStore {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buffer.deallocate() }
         Sys.growPipe(fd)
-        try withFiles(files) { open in
+        try withFiles(files) { openFile in
             while let entry = try reader.next() {
                 if isCancelled?() == true { throw CancellationError() }
                 switch entry {
@@ -155,7 +155,7 @@ extension AdoptedStore {
                     try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: name) }
                 case let .file(stored, size, crc):
                     guard size > 0 else { continue }
-                    let opened = try open(stored)
+                    let opened = try openFile(stored)
                     defer { Sys.close(opened.fd) }
                     let sum = try checksum(opened.fd, size: size, path: opened.path, buffer: buffer, out: (fd, name))
                     if sum.read != size || sum.crc != crc {

@@ -192,7 +192,7 @@ public final class AdoptedStore: Sendable {
             if n == 0 {
                 let e = Sys.tryMkdir(target, mode: 0o700)
                 if e != 0 && e != EEXIST { throw SystemError("mkdir", target, errno: e) }
-                try views.mount(files, on: target)
+                try views.mountView(files, on: target)
             }
             try setMountCount(target + Bytes.of(".count"), n + 1)
             return FilePath(Bytes.string(target))

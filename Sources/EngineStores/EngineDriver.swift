@@ -109,13 +109,13 @@ final class EngineViews: Sendable {
                 if Sys.isMountPoint(target) { try? Sys.unmount(target) }
                 try? Sys.rmdir(target)
             }
-            try mount(files, on: target)
+            try mountView(files, on: target)
             return try body(target)
         }
     }
 
     /// Mount the layer's whole tree read-only on `target` (an empty directory of DiffKit's own).
-    func mount(_ files: LayerFiles, on target: [UInt8]) throws {
+    func mountView(_ files: LayerFiles, on target: [UInt8]) throws {
         switch files {
         case let .tree(dir): try bindReadOnly(dir, on: target)
         case let .overlay(_, _, diff, _, lowers) where lowers.isEmpty: try bindReadOnly(diff, on: target)
