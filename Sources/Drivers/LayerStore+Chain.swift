@@ -243,7 +243,7 @@ extension LayerStore {
     /// Empty a layer's own directory (its branch) so its tar can be applied again.
     private func clearOwnDirectory(_ id: String) throws {
         try? Sys.unlink(tarSplitPath(id))
-        guard let dir = try driver.branch(id: id)?.directory else {
+        guard let dir = try driver.branch(id: id).map({ Bytes.of($0.directory) }) else {
             throw DriverError.notSupported(driver: driver.name, reason: "layer \(id) has no directory of its own to apply again")
         }
         let fd = try Sys.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -44,6 +44,30 @@ public enum Migration {
         return report
     }
 
+    /// Throw `DriverError.notAStore` unless `home` is a DiffKit store of `driver` (its `layers/`
+    /// records and the driver's directory), or for aufs also a bare aufs directory (`diff/`,
+    /// `layers/`, `mnt/`, as docker's): opening anything else as a source would list no layer
+    /// (and create a store's directories in it).
+    public static func checkSource(driver: String, home: FilePath) throws {
+        let h = Bytes.of(home)
+        func isDirectory(_ sub: String) -> Bool {
+            guard let st = try? Sys.fstatat(AT_FDCWD, h + Bytes.of(sub)) else { return false }
+            return st.st_mode & S_IFMT == S_IFDIR
+        }
+        let dir = driver == "overlay" ? "overlay2" : driver
+        if isDirectory("/layers/.locks") && isDirectory("/" + dir) { return }
+        if driver == "aufs" && isDirectory("/diff") && isDirectory("/layers") && isDirectory("/mnt") { return }
+        // A store whose aufs/ is such a directory (a docker data root of the aufs days).
+        if driver == "aufs" && isDirectory("/aufs/diff") && isDirectory("/aufs/layers") { return }
+        var expected = "a DiffKit store of \(dir) (expected layers/ and \(dir)/ below it)"
+        if driver == "aufs" { expected += " or a bare aufs directory (diff/, layers/ and mnt/)" }
+        if isDirectory("/layers/.locks") {
+            let others = LayerStore.drivers.filter { $0 != dir && isDirectory("/" + $0) }
+            if !others.isEmpty { expected += "; it is a DiffKit store of \(others.joined(separator: ", "))" }
+        }
+        throw DriverError.notAStore(path: home.string, expected: expected)
+    }
+
     /// Layers ordered so every parent comes before its children; a parent missing from the list
     /// or a cycle is an error.
     static func parentsFirst(_ layers: [Layer]) throws -> [Layer] {
@@ -96,7 +120,7 @@ public enum Migration {
 extension AufsDriver {
     /// Every layer of the store with its parent, from the `layers/` files.
     public func layers() throws -> [Migration.Layer] {
-        let dir = home + Bytes.of("/layers")
+        let dir = homeDir + Bytes.of("/layers")
         let fd = try Sys.open(dir, O_RDONLY | O_DIRECTORY)
         defer { Sys.close(fd) }
         return try Sys.readDirectory(fd, shown: dir).compactMap { e in
