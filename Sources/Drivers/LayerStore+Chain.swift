@@ -143,7 +143,7 @@ extension LayerStore {
             }
             try withLock {
                 for k in layers.indices {
-                    try write(outcome.records[k]!)
+                    try self.write(outcome.records[k]!)
                     try? Sys.unlink(incompletePath(layers[k].id))
                 }
             }

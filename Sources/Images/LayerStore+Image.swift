@@ -27,7 +27,9 @@ public struct ImageImportOptions: Sendable {
     public var jobs: Int
 
     /// The number of online cores (the default of ``jobs``).
-    public static var onlineCores: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+    public static var onlineCores: Int {
+        max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    }
 
     /// Options with these apply options (default: the store's ID map).
     public init(apply: ApplyOptions = ApplyOptions(), createOptions: [String: String] = [:], jobs: Int = onlineCores,
