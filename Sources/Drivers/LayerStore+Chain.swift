@@ -59,7 +59,8 @@ package struct ChainImport: Sendable {
 extension LayerStore {
     /// Import `layers` as a chain on `parent` (nil: the first is a base layer): layer k's parent is
     /// layer k-1. Up to `jobs` tars are applied at once where the driver allows it (it writes each
-    /// fresh layer into a directory of its own: overlay2, aufs; not vfs or btrfs); the records are written in order once every tar is in.
+    /// fresh layer into a directory of its own: overlay2, aufs; not vfs or btrfs); the records
+    /// are written in order once every tar is in.
     /// All or nothing: on any failure (of a job, or thrown by a layer's `read`) the other jobs
     /// stop before their next entry, every layer of the chain is removed, and the first failure is
     /// thrown. The new layers are locked for the whole import and the parent locked shared, as
@@ -132,9 +133,10 @@ extension LayerStore {
             active.wait(until: { $0 == 0 }, then: { _ in })
             var outcome = run.state.withLock { $0 }
             if let failure = outcome.failure { throw failure }
-            // A layer that read a lower before it was complete is applied again, in order.
+            // A layer that read a lower before it was complete is applied again, in order; so is
+            // one that read a lower which is applied again.
             var again: [String] = []
-            for k in layers.indices where outcome.dependsOnLowers[k] && !outcome.startedAfterLowers[k] {
+            for k in layers.indices where outcome.dependsOnLowers[k] && (!outcome.startedAfterLowers[k] || !again.isEmpty) {
                 try clearOwnDirectory(layers[k].id)
                 let (record, made, _) = try applyOne(layers[k], parent: k == 0 ? parent : layers[k - 1].id, cancelled: nil)
                 outcome.records[k] = record
