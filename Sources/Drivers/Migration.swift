@@ -7,7 +7,6 @@
 import DiffKitArchive
 import DiffKitSystem
 import DiffKit
-import Dispatch
 import Logging
 
 #if canImport(Glibc)
@@ -87,6 +86,14 @@ public enum Migration {
         return out
     }
 
+    /// Whether `error` is, or was caused by, a write to a pipe nobody reads (EPIPE).
+    static func isBrokenPipe(_ error: any Error) -> Bool {
+        if let e = error as? SystemError { return e.errno == .brokenPipe }
+        if let e = error as? ArchiveError { return e.errno == EPIPE || e.underlying.map(isBrokenPipe) == true }
+        if let e = error as? DiffKitError { return e.underlying.map(isBrokenPipe) == true }
+        return false
+    }
+
     /// Export from the source on one thread, import into the target from the pipe on this one.
     static func copy(_ layer: Layer, from source: Driver, into target: LayerStore) throws {
         let (readEnd, writeEnd) = try Sys.pipe(shown: Bytes.of(layer.id))
@@ -94,14 +101,21 @@ public enum Migration {
         Sys.growPipe(writeEnd)
         let name = "\(source.name) layer \(layer.id)"
         let exportError = Locked<Error?>(nil)
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) {
+        let exporter: SystemThread
+        do { exporter = try SystemThread(shown: Bytes.of(layer.id)) {
+            // The import may stop reading (a bad layer, a full disk): the write then fails with
+            // EPIPE here instead of SIGPIPE ending the process.
+            SystemThread.blockSIGPIPE()
             do {
                 try source.diff(id: layer.id, parent: layer.parent, to: writeEnd, name: name, options: ExportOptions(whiteoutTime: 0))
             } catch {
                 exportError.withLock { $0 = error }
             }
             Sys.close(writeEnd)
+        } } catch {
+            Sys.close(readEnd)
+            Sys.close(writeEnd)
+            throw error
         }
         var importError: Error? = nil
         do {
@@ -110,9 +124,10 @@ public enum Migration {
             importError = error
         }
         Sys.close(readEnd)
-        group.wait()
-        // A failed export shows up on the import side as a broken stream: report the cause.
-        if let e = exportError.withLock({ $0 }) { throw e }
+        exporter.join()
+        // A failed export shows up on the import side as a broken stream: report the cause —
+        // unless the export failed only because the import had stopped reading.
+        if let e = exportError.withLock({ $0 }), !(importError != nil && isBrokenPipe(e)) { throw e }
         if let importError { throw importError }
     }
 }
