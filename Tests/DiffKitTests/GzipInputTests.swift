@@ -50,13 +50,12 @@ import Glibc
         return stream.digest!.finish()
     }
 
-    @Test(arguments: ["gzip -1", "gzip -6", "gzip -9 -n", "pigz -p 2", "cat a.gz x.gz-empty b.gz", "cat x.gz junk"])
+    @Test(arguments: ["gzip -1", "gzip -6", "gzip -9 -n", "cat a.gz x.gz-empty b.gz", "cat x.gz junk"])
     func sameBytesAsGunzip(_ how: String) throws {
         let dir = try Fixture.tempDir("gz")
         defer { Fixture.cleanup(dir) }
         let tar = try Self.sampleTar(dir)
         let plain = try Pipe.read(tar)
-        if how.hasPrefix("pigz"), (try Shell.run("command -v pigz")).status != 0 { return }
         if how.hasPrefix("cat") {
             // Members one after another (an empty one too), or bytes after the last member.
             try Shell.check("""
