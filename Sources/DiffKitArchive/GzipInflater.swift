@@ -10,16 +10,25 @@ import DiffKitSystem
 import Glibc
 #endif
 
-/// Inflates a gzip stream read through `read` into chunks of at most 1 MiB.
+/// Inflates a gzip stream read through `read` into chunks of at most 512 KiB.
 final class GzipInflater {
     /// Read more input into the buffer; returns 0 at the end. Throws the source's error.
     typealias Read = (UnsafeMutableRawBufferPointer) throws -> Int
 
     private let read: Read
     private let name: String
-    private let state = UnsafeMutablePointer<inflate_state>.allocate(capacity: 1)
+    // Aligned for ISA-L's vector code (Swift's own alignment of the struct is only 8).
+    private let state = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<inflate_state>.size, alignment: 64)
+        .bindMemory(to: inflate_state.self, capacity: 1)
     private let input = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
-    private let output = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    /// Output buffers used in turn, so a chunk stays valid for `outputs.count - 1` further
+    /// calls: a read-ahead keeps a few in flight without copying them.
+    private let outputs = (0..<GzipInflater.rotation).map { _ in
+        UnsafeMutableRawBufferPointer.allocate(byteCount: 512 << 10, alignment: 4096)
+    }
+    private var turn = 0
+    /// How many output buffers go round.
+    static let rotation = 7
     private var inputEnded = false
     private var finished = false
 
@@ -34,14 +43,59 @@ final class GzipInflater {
     deinit {
         state.deallocate()
         input.deallocate()
-        output.deallocate()
+        for o in outputs { o.deallocate() }
     }
 
     private func startMember(at p: UnsafeMutableRawPointer, count: Int) {
+        // isal_inflate_init leaves some fields (the window size, hist_bits) as they are: zero
+        // them all first (0: the full 32 KiB window).
+        UnsafeMutableRawPointer(state).initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<inflate_state>.size)
         isal_inflate_init(state)
-        state.pointee.crc_flag = UInt32(ISAL_GZIP)
         state.pointee.next_in = p.assumingMemoryBound(to: UInt8.self)
         state.pointee.avail_in = UInt32(count)
+        needHeader = true
+    }
+
+    /// The member's header is read here, not by ISA-L: then the deflate data and the trailer
+    /// (CRC-32 and size, checked: ISAL_GZIP_NO_HDR_VER).
+    private var needHeader = true
+
+    /// Skip the member's header (10 bytes, then the optional extra field, name, comment and
+    /// header CRC), reading more input as needed.
+    private func skipHeader() throws {
+        while true {
+            let n = Int(state.pointee.avail_in)
+            if let p = state.pointee.next_in, let length = try Self.headerLength(p, n, failure) {
+                state.pointee.next_in = p + length
+                state.pointee.avail_in = UInt32(n - length)
+                state.pointee.crc_flag = UInt32(ISAL_GZIP_NO_HDR_VER)
+                needHeader = false
+                return
+            }
+            if n >= input.count { throw failure("gzip: a member's header is longer than 1 MiB") }
+            if try !refill() { throw failure("truncated gzip input") }
+        }
+    }
+
+    /// The header's length if the `n` bytes at `p` hold all of it; nil if more are needed.
+    static func headerLength(_ p: UnsafePointer<UInt8>, _ n: Int, _ failure: (String) -> ArchiveError) throws -> Int? {
+        guard n >= 10 else { return nil }
+        // Reserved flag bits set: not a header libarchive would take either.
+        guard p[0] == 0x1F, p[1] == 0x8B, p[2] == 8, p[3] & 0xE0 == 0 else { throw failure("gzip: not a valid gzip header") }
+        let flags = p[3]
+        var at = 10
+        if flags & 4 != 0 {                   // FEXTRA: a 2-byte length, then the field
+            guard n >= at + 2 else { return nil }
+            at += 2 + (Int(p[at]) | Int(p[at + 1]) << 8)
+            guard n >= at else { return nil }
+        }
+        for flag: UInt8 in [8, 16] where flags & flag != 0 {  // FNAME, FCOMMENT: zero-terminated
+            while at < n && p[at] != 0 { at += 1 }
+            guard at < n else { return nil }
+            at += 1
+        }
+        if flags & 2 != 0 { at += 2 }         // FHCRC
+        return n >= at ? at : nil
     }
 
     private func failure(_ message: String) -> ArchiveError {
@@ -73,10 +127,14 @@ final class GzipInflater {
         return true
     }
 
-    /// The next chunk of decompressed bytes (valid until the next call), or nil at the end.
+    /// The next chunk of decompressed bytes (valid for `rotation - 1` further calls), or nil at
+    /// the end.
     func next() throws -> UnsafeRawBufferPointer? {
+        let output = outputs[turn]
+        turn = (turn + 1) % outputs.count
         var produced = 0
         while produced < output.count && !finished {
+            if needHeader { try skipHeader() }
             state.pointee.next_out = (output.baseAddress! + produced).assumingMemoryBound(to: UInt8.self)
             state.pointee.avail_out = UInt32(output.count - produced)
             let r = isal_inflate(state)

@@ -13,6 +13,8 @@ public final class RawInput {
     private let name: String
     /// The input had no bytes at all.
     public private(set) var isEmpty = false
+    /// How many further `next()` calls a chunk stays valid for (0: only until the next call).
+    public var chunksStayValid: Int { gzip != nil ? GzipInflater.rotation - 1 : 0 }
     /// The input is compressed (a filter besides the plain read).
     public var isCompressed: Bool { gzip != nil || archive_filter_count(archive) > 1 }
 
@@ -75,7 +77,7 @@ public final class RawInput {
 
     deinit { archive_read_free(archive) }
 
-    /// The next chunk (valid until the next call), or nil at the end.
+    /// The next chunk (valid until the next call, or longer: `chunksStayValid`), or nil at the end.
     public func next() throws -> UnsafeRawBufferPointer? {
         if isEmpty { return nil }
         if let gzip {
