@@ -8,6 +8,9 @@ let package = Package(
     products: [
         .library(name: "DiffKit", targets: ["DiffKit", "DiffKitArchive", "DiffKitSystem"]),
         .library(name: "Drivers", targets: ["Drivers"]),
+        .library(name: "DiffKitJSON", targets: ["DiffKitJSON"]),
+        .library(name: "Images", targets: ["Images"]),
+        .library(name: "EngineStores", targets: ["EngineStores"]),
         .executable(name: "difftool", targets: ["difftool"]),
     ],
     dependencies: [
@@ -34,6 +37,10 @@ let package = Package(
         // ISA-L's inflate (Debian: libisal-dev) for gzip input, about twice zlib's speed; libarchive
         // keeps every other compression and the tar parsing.
         .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
+        // JSON documents (image configs, manifests, an engine's layer records) without Foundation:
+        // a value type, a strict parser, a writer with sorted keys, Codable on top; base64 and
+        // RFC 3339 times as the documents carry them.
+        .target(name: "DiffKitJSON"),
         .target(name: "CDiffKitArchive"),
         .target(name: "DiffKitArchive", dependencies: ["DiffKitSystem", "CArchive", "CCrypto", "CISAL", "CDiffKitArchive"]),
         // Layers: walks, changes, the layer writer, the applier, ID maps, sizes, tree copies.
@@ -45,16 +52,28 @@ let package = Package(
         .systemLibrary(name: "CSELinux", pkgConfig: "libselinux", providers: [.apt(["libselinux1-dev"])]),
         .target(name: "CDriverSystem"),
         .target(name: "Drivers", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "CDriverSystem", "CSELinux"]),
+        // Images: the image documents (OCI and docker save), reading an image out of a layout, and
+        // importing it into a store as a chain; the documents' JSON through DiffKitJSON.
+        .target(
+            name: "Images",
+            dependencies: ["Drivers", "DiffKit", "DiffKitArchive", "DiffKitSystem", "DiffKitJSON",
+                           .product(name: "SystemPackage", package: "swift-system")]),
+        // Engines' own stores opened in place, read-only (docker's data root, containers/storage's
+        // root); containers/storage's layers.json through DiffKitJSON.
+        .target(
+            name: "EngineStores",
+            dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive", "DiffKitJSON",
+                           .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "difftool",
             dependencies: [
-                "DiffKit", "Drivers", "DiffKitSystem", "DiffKitArchive",
+                "DiffKit", "Drivers", "Images", "EngineStores", "DiffKitSystem", "DiffKitArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "TestSupport", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive"], path: "Tests/TestSupport"),
-        .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport"]),
-        .testTarget(name: "DriverTests", dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
+        .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "DiffKitJSON", "TestSupport"]),
+        .testTarget(name: "DriverTests", dependencies: ["Drivers", "Images", "EngineStores", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
                                                     .product(name: "Logging", package: "swift-log")]),
     ]
 )

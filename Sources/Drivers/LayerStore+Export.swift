@@ -129,11 +129,11 @@ extension LayerStore {
             }
             try LayerWriter(tar: TarWriter(fd: fd, name: name), root: root, options: options).write(changes: changes)
         }
-        if let b = try driver.branch(id: id) { return try write(b.directory, b.lowers) }
-        let root = try driver.get(id: id)
+        if let b = try driver.branch(id: id) { return try write(b.directoryBytes, b.lowerBytes) }
+        let root = try driver.getBytes(id: id)
         defer { try? driver.put(id: id) }
         guard let parent else { return try write(root, []) }
-        let parentRoot = try driver.get(id: parent)
+        let parentRoot = try driver.getBytes(id: parent)
         defer { try? driver.put(id: parent) }
         try write(root, [parentRoot])
     }
@@ -149,7 +149,7 @@ extension LayerStore {
         defer { buf.deallocate() }
         Sys.growPipe(fd)
         var total: Int64 = 0
-        try driver.withFiles(id: id) { open in
+        try driver.withFiles(id: id) { openFile in
             while let segment = try reader.next() {
                 if isCancelled?() == true { throw CancellationError() }
                 progress?(total, 0)
@@ -159,7 +159,7 @@ extension LayerStore {
                     total += Int64(bytes.count)
                 case let .file(stored, size, crc):
                     let path = Array(LayerPath.components(stored).joined(separator: [LayerPath.slash]))
-                    let file = try open(path)
+                    let file = try openFile(EntryPath(path)).rawValue
                     defer { Sys.close(file) }
                     var left = size
                     var sum: UInt32 = 0
