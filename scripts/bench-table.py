@@ -7,7 +7,10 @@ rs = json.load(open(f"{out}/results.json"))
 CASES = [("changes", "change list of new against base"), ("size", "DiffSize"),
          ("diff", "naive diff export (tar through a pipe)"), ("tar", "full export of base (through a pipe)"),
          ("apply-empty", "apply base.tar into an empty dir"), ("apply-layer", "apply layer.tar onto a copy of base"),
-         ("apply-overlay", "apply layer.tar as an overlay upper (empty dir)")]
+         ("apply-overlay", "apply layer.tar as an overlay upper (empty dir)"),
+         ("export-digest", "store export of base, regenerated, with its digests"),
+         ("export-exact", "store export of base, byte-exact (imported, unchanged), with its digests"),
+         ("apply-gzip", "apply base.tar.gz (gzip -6) into an empty dir")]
 
 
 def ms(t):
@@ -26,7 +29,7 @@ def rows(ds, case, cache):
 
 lines = []
 w = lines.append
-for ds in ("real", "synth"):
+for ds in ("real", "synth", "million"):
     for cache in ("warm", "cold"):
         present = [(c, d) for c, d in CASES if rows(ds, c, cache)]
         if not present:
@@ -78,6 +81,20 @@ for ds in ("real", "synth"):
             target(f"apply into an empty dir ≤ 1.0× GNU tar ({ds}, {cache})", f"{a['median'] / b['median']:.2f}×", a["median"] <= b["median"])
         if a and m:
             target(f"apply ≥ 2× faster than moby ({ds}, {cache})", f"{m['median'] / a['median']:.2f}× faster", m["median"] >= 2 * a["median"])
+a, b = get("real", "export-digest", "warm", "difftool export --regenerate (digests)"), get("real", "export-digest", "warm", "openssl dgst -sha256")
+if a and b:
+    target("export with digests ≤ 1.15× openssl dgst -sha256 of the same tar", f"{a['median'] / b['median']:.2f}×", a["median"] <= 1.15 * b["median"])
+a, b = get("real", "export-exact", "warm", "difftool export (byte-exact, digests)"), get("real", "export-exact", "warm", "cat of the original tar")
+if a and b:
+    target("byte-exact re-export ≤ 4× cat of the original tar", f"{a['median'] / b['median']:.2f}×", a["median"] <= 4 * b["median"])
+a, b = get("real", "apply-gzip", "warm", "difftool apply base.tar.gz"), get("real", "apply-gzip", "warm", "difftool apply base.tar")
+if a and b:
+    target("apply of base.tar.gz ≤ 1.3× the apply of base.tar", f"{a['median'] / b['median']:.2f}×", a["median"] <= 1.3 * b["median"])
+for ds in ("synth", "million"):
+    for c in ("changes", "size", "diff"):
+        r = get(ds, c, "warm", f"difftool {c}")
+        if r and "rss_kib" in r:
+            target(f"peak RSS of {c} ≤ 32 MiB ({ds})", f"{r['rss_kib'] / 1024:.1f} MiB", r["rss_kib"] <= 32 * 1024)
 p = rows("synth", "native-proportional", "warm")
 if len(p) >= 2:
     small, big = p[1], p[0]

@@ -8,7 +8,8 @@ one run, on the real root filesystem pair (make-data.sh) and the seeded syntheti
   SCR     scratch on tmpfs: applies, stores (the btrfs store on a loop image there)
   OUT     results: one hyperfine JSON per case, results.json, TABLE.md
   RUNS / SYNTH_RUNS   timed runs per command (warm); COLD_RUNS for cold-cache runs
-  SETS    which sets: real synth (default both);  COLD=0 skips cold-cache runs
+  SETS    which sets: real synth (default both), million (the 1.05M-entry pair in MILLION, made
+          outside CI: about 11 GB);  COLD=0 skips cold-cache runs
 
 Every case is one hyperfine invocation (-N; pipelines run under bash -c) so its commands share
 the machine's state; the first command is difftool's, and ratios are difftool ÷ the other. Peak
@@ -21,7 +22,7 @@ T, OUT, SCR = os.environ["T"], os.environ["OUT"], os.environ["SCR"]
 RUNS, SYNTH_RUNS = int(os.environ.get("RUNS", 10)), int(os.environ.get("SYNTH_RUNS", 3))
 COLD_RUNS, COLD = int(os.environ.get("COLD_RUNS", 3)), os.environ.get("COLD", "1") != "0"
 SETS = os.environ.get("SETS", "real synth").split()
-DATA, SYNTH = os.environ["DATA"], os.environ["SYNTH"]
+DATA, SYNTH, MILLION = os.environ["DATA"], os.environ["SYNTH"], os.environ.get("MILLION", "")
 G, C = f"{DATA}/bin/goref", f"{DATA}/bin/ctrref"
 DROP = "sync && echo 3 > /proc/sys/vm/drop_caches"
 results = []
@@ -115,6 +116,39 @@ def directory_cases(ds, d, runs):
     sh(f"rm -rf {X}")
 
 
+def speed_cases(ds, d, runs):
+    """Where users wait: an export with its digests beside openssl's SHA-256 of the same tar; the
+    byte-exact re-export of an imported, unchanged layer beside cat of the original tar; the apply
+    of the gzip'd tar beside the plain one (and the decompressors alone)."""
+    home = f"{SCR}/{ds}-speed"
+    s = store("overlay2", home)
+    sh(f"rm -rf {home} && {s} import base -i {d}/base.tar -q >/dev/null")
+    case(ds, "export-digest", [
+        ("difftool export --regenerate (digests)", f"{s} export base --regenerate -q -o /dev/null"),
+        ("openssl dgst -sha256", f"openssl dgst -sha256 {d}/base.tar"),
+        ("difftool export --regenerate --no-digest", f"{s} export base --regenerate --no-digest -q -o /dev/null")], runs=runs)
+    case(ds, "export-exact", [
+        ("difftool export (byte-exact, digests)", f"{s} export base -q -o /dev/null"),
+        ("cat of the original tar", f"cat {d}/base.tar > /dev/null")], runs=runs)
+    gz, X = f"{SCR}/{ds}-base.tar.gz", f"{SCR}/x"
+    sh(f"gzip -6 -n -c {d}/base.tar > {gz}")
+    case(ds, "apply-gzip", [
+        ("difftool apply base.tar.gz", f"{T} apply {X} -i {gz}"),
+        ("difftool apply base.tar", f"{T} apply {X} -i {d}/base.tar"),
+        ("gzip -dc", f"gzip -dc {gz} > /dev/null"),
+        ("pigz -dc", f"pigz -dc {gz} > /dev/null")], prepare=f"rm -rf {X} && mkdir {X}", runs=runs)
+    sh(f"rm -rf {home} {gz} {X}")
+
+
+def million_cases(d):
+    """The 1.05M-entry pair (make-synth.py --files 900000 --big ""): time and peak RSS of the
+    commands that walk both trees, once each (their memory must not grow with the tree)."""
+    case("million", "changes", [("difftool changes", f"{T} changes {d}/base {d}/new"),
+                                ("lstat walk (find)", f"find {d}/base {d}/new -printf '%s%T@'")], runs=1, warmup=0)
+    case("million", "size", [("difftool size", f"{T} size {d}/base {d}/new")], runs=1, warmup=0)
+    case("million", "diff", [("difftool diff", f"{T} diff {d}/base {d}/new | cat")], runs=1, warmup=0)
+
+
 def store(driver, home):
     return f"{T} --driver {driver} --home {home}"
 
@@ -172,6 +206,7 @@ def main():
     os.makedirs(SCR, exist_ok=True)
     if "real" in SETS:
         directory_cases("real", DATA, RUNS)
+        speed_cases("real", DATA, RUNS)
         btrfs_up()
         driver_cases("real", DATA, RUNS, ["vfs", "overlay2", "btrfs", "aufs"])
         overlay2_redirect_case("real", DATA, RUNS)
@@ -188,6 +223,8 @@ def main():
             rows.append(("real layer over the real base", f"{r} export top --no-digest -q | cat"))
         rows.append(("--naive, over the synthetic base", f"{s} export small --naive --no-digest -q | cat"))
         case("synth", "native-proportional", rows, runs=SYNTH_RUNS)
+    if "million" in SETS:
+        million_cases(MILLION)
     for ds in ("real", "synth"):
         for drv in ("vfs", "overlay2", "aufs"):
             sh(f"rm -rf {SCR}/{ds}-{drv}")

@@ -42,7 +42,7 @@ PY
 flags=(-I "$bin/Modules")
 for m in "$bin"/CDiffKitSystem.build/module.modulemap "$bin"/CDiffKitArchive.build/module.modulemap \
          "$bin"/CDriverSystem.build/module.modulemap Sources/CArchive/module.modulemap \
-         Sources/CCrypto/module.modulemap Sources/CSELinux/module.modulemap \
+         Sources/CCrypto/module.modulemap Sources/CISAL/module.modulemap Sources/CSELinux/module.modulemap \
          .build/checkouts/swift-system/Sources/CSystem/include/module.modulemap; do
     flags+=(-Xcc "-fmodule-map-file=$m")
 done

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libarchive-dev libbtrfs-dev libselinux1-dev libssl-dev pkg-config btrfs-progs xfsprogs attr
+packages=(libarchive-dev libisal-dev libbtrfs-dev libselinux1-dev libssl-dev pkg-config btrfs-progs xfsprogs attr
           gzip xz-utils bzip2 zstd
           # the real engines the tests start (Tests/TestSupport/Engines.swift): dockerd, the
           # distribution registry, skopeo, umoci, buildah

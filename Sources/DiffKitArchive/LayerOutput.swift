@@ -1,8 +1,9 @@
 // Layer output: a tar stream on its way out, compressed (gzip or zstd, through libarchive's
 // filters) and digested while it streams (SHA-256 through the system's libcrypto): the
 // uncompressed digest is the layer's diffID, the compressed one its blob digest. The tar is
-// produced on the calling thread into a pipe; a second thread hashes, compresses and writes,
-// so the two cores share the work and memory stays bounded.
+// produced on the calling thread into buffers handed by reference (OutputChannel) to a second
+// thread that hashes, compresses and writes, so the two cores share the work and memory stays
+// bounded.
 import DiffKitSystem
 import CArchive
 import CCrypto
@@ -23,64 +24,109 @@ public struct LayerDigests: Sendable, Equatable {
     public var uncompressedSize: Int64
     /// The OCI media type of what was written (see ``Compression/mediaType``).
     public var mediaType: String
+
+    /// Digests known otherwise (a byte-exact export takes its diffID from the layer's record).
+    public init(diffID: String, digest: String, size: Int64, uncompressedSize: Int64, mediaType: String) {
+        self.diffID = diffID
+        self.digest = digest
+        self.size = size
+        self.uncompressedSize = uncompressedSize
+        self.mediaType = mediaType
+    }
 }
 
 /// Writes a tar stream compressed as asked while computing its diffID and blob digest.
 public enum LayerOutput {
     /// Run `produce` with a descriptor to write an uncompressed tar to; what it writes reaches
-    /// `fd` compressed as asked, and the digests are returned. Memory is bounded by the pipe.
-    public static func write(to fd: Int32, name: String, compression: Compression,
+    /// `fd` compressed as asked, and the digests are returned. Memory is bounded: four 1 MiB
+    /// buffers and the pipe.
+    ///
+    /// A ``TarWriter`` made on that descriptor hands its buffers over by reference (no copy
+    /// through the pipe); anything else written there goes through the pipe. `diffID`, when the
+    /// caller already knows it, is taken as the uncompressed digest instead of hashing the tar.
+    public static func write(to fd: Int32, name: String, compression: Compression, diffID: String? = nil,
                              progress: (@Sendable (Int64, Int) -> Void)? = nil,
                              _ produce: (Int32) throws -> Void) throws -> LayerDigests {
         let ends = try Sys.pipe(shown: Bytes.of(name))
-        let pipefd = [ends.read, ends.write]
-        Sys.growPipe(pipefd[1])
-        let consumer = Consumer(input: pipefd[0], output: fd, name: name, compression: compression)
+        Sys.growPipe(ends.write)
+        // Uncompressed, the producer writes each buffer to `fd` itself and the other core hashes
+        // it: the producer's reads and the write's copy on one side, SHA-256 on the other.
+        let channel = OutputChannel(output: fd, writerWrites: compression == .none)
+        let consumer = Consumer(channel: channel, name: name, compression: compression, hashTar: diffID == nil)
         consumer.progress = progress
-        // The consumer runs on a thread of its own, read here only after the join. Not a dispatch
+        // The threads are the output's own, read here only after their joins. Not a dispatch
         // pool's: `produce` may queue blocking jobs of its own there (the naive diff's), and on
         // 2 cores a third blocked job waited about a second for the pool to grow.
-        let thread: SystemThread
+        let hashing: SystemThread
         do {
-            thread = try SystemThread(shown: Bytes.of(name)) { consumer.run() }
+            hashing = try SystemThread(shown: Bytes.of(name)) { consumer.run() }
         } catch {
-            Sys.close(pipefd[0])
-            Sys.close(pipefd[1])
+            Sys.close(ends.read)
+            Sys.close(ends.write)
             throw error
         }
+        let reading: SystemThread
+        do {
+            reading = try SystemThread(shown: Bytes.of(name)) { PipeReader.run(ends.read, channel, name) }
+        } catch {
+            channel.end(.pipe)
+            channel.end(.writer)
+            hashing.join()
+            Sys.close(ends.read)
+            Sys.close(ends.write)
+            throw error
+        }
+        channel.attach(to: ends.write)
         var produced: Error? = nil
-        do { try produce(pipefd[1]) } catch { produced = error }
-        Sys.close(pipefd[1])
-        thread.join()
-        Sys.close(pipefd[0])
+        do { try produce(ends.write) } catch { produced = error }
+        channel.detach(from: ends.write)
+        channel.end(.writer)
+        Sys.close(ends.write)
+        reading.join()
+        hashing.join()
+        Sys.close(ends.read)
         if let produced { throw produced }
         if let e = consumer.failure { throw e }
-        return consumer.digests(compression)
+        return consumer.digests(compression, diffID: diffID)
+    }
+
+    /// Reads what reached the pipe into the channel's buffers, until the pipe's end.
+    private enum PipeReader {
+        static func run(_ input: Int32, _ channel: OutputChannel, _ name: String) {
+            defer { channel.end(.pipe) }
+            while true {
+                let buf = channel.take()
+                guard let n = try? Sys.read(input, buf, channel.bufferSize, shown: Bytes.of(name)), n > 0 else {
+                    channel.giveBack(buf)
+                    return
+                }
+                // After a failure, keep reading (and dropping) so the producer is never left
+                // blocked on the pipe; the failure is reported when it is done.
+                try? channel.submit(buf, count: n, written: false, from: .pipe)
+            }
+        }
     }
 
     private final class Consumer {
-        let input: Int32
-        let output: Int32
+        let channel: OutputChannel
         let name: String
         let compression: Compression
-        let tarHash = SHA256()
+        let tarHash: SHA256?
         let blobHash = SHA256()
         var tarBytes: Int64 = 0
         var blobBytes: Int64 = 0
         var failure: Error?
         var progress: (@Sendable (Int64, Int) -> Void)?
 
-        init(input: Int32, output: Int32, name: String, compression: Compression) {
-            self.input = input
-            self.output = output
+        init(channel: OutputChannel, name: String, compression: Compression, hashTar: Bool) {
+            self.channel = channel
             self.name = name
             self.compression = compression
+            tarHash = hashTar ? SHA256() : nil
         }
 
         func run() {
-            let size = 1 << 20
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
-            defer { buf.deallocate() }
+            let output = channel.output
             do {
                 // Uncompressed, the blob is the tar: its digest is the diffID, hashed once.
                 let hashBlob = compression != .none
@@ -90,26 +136,30 @@ public enum LayerOutput {
                     try Sys.writeAll(output, p, shown: name)
                 }
                 let compressor = compression == .none ? nil : try Compressor(compression, name: name, sink: emit)
-                while true {
-                    let n = try Sys.read(input, buf, size, shown: Bytes.of(name))
-                    if n == 0 { break }
-                    let chunk = UnsafeRawBufferPointer(start: buf, count: n)
-                    tarHash.update(chunk)
-                    tarBytes += Int64(n)
+                while let f = channel.next() {
+                    defer { channel.consumed(f) }
+                    let chunk = UnsafeRawBufferPointer(start: f.base, count: f.count)
+                    tarHash?.update(chunk)
+                    tarBytes += Int64(f.count)
                     progress?(tarBytes, 0)
-                    if let compressor { try compressor.write(chunk) } else { try emit(chunk) }
+                    if let compressor {
+                        try compressor.write(chunk)
+                    } else if f.written {
+                        blobBytes += Int64(f.count)
+                    } else {
+                        try emit(chunk)
+                    }
                 }
                 try compressor?.finish()
             } catch {
                 failure = error
-                // Keep reading (and dropping) so the producer is never left blocked on the pipe;
-                // the failure is reported when it is done.
-                while (try? Sys.read(input, buf, size, shown: Bytes.of(name))).map({ $0 > 0 }) ?? false {}
+                channel.fail(error)
+                while let f = channel.next() { channel.consumed(f) }
             }
         }
 
-        func digests(_ compression: Compression) -> LayerDigests {
-            let diffID = tarHash.finish()
+        func digests(_ compression: Compression, diffID known: String?) -> LayerDigests {
+            let diffID = known ?? tarHash!.finish()
             let blob = compression == .none ? diffID : blobHash.finish()
             return LayerDigests(diffID: diffID, digest: blob, size: blobBytes, uncompressedSize: tarBytes, mediaType: compression.mediaType)
         }

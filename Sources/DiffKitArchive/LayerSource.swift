@@ -1,6 +1,7 @@
 // Where a layer's bytes come from: a descriptor, a buffer in memory, or a reader of the caller's
 // own (containerd's Apply takes an io.Reader). Whatever the source, the bytes go through the same
-// RawInput (libarchive's decompression) and TarStream (its checks, digest, record, read-ahead).
+// RawInput (ISA-L's inflate for gzip, libarchive's decompression for the rest) and TarStream (its
+// checks, digest, record, read-ahead).
 import CArchive
 import DiffKitSystem
 
@@ -47,11 +48,24 @@ struct BufferReader: LayerReader {
     }
 }
 
+/// A descriptor as a reader (errors name `name`).
+struct DescriptorReader: LayerReader {
+    let fd: Int32
+    let name: String
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try Sys.read(fd, buffer.baseAddress!, buffer.count, shown: Bytes.of(name))
+    }
+}
+
 /// Feeds libarchive from a `LayerReader` (archive_read_open's read callback), keeping the
-/// reader's own error for the caller.
+/// reader's own error for the caller. The first bytes can be looked at before (`peek`): they are
+/// given again first.
 final class ReaderFeed {
     let reader: any LayerReader
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    /// Bytes at the buffer's start read by `peek` and not given out yet.
+    private var peeked = 0
     /// What the reader threw, if it did.
     var failure: (any Error)?
 
@@ -59,10 +73,39 @@ final class ReaderFeed {
 
     deinit { buffer.deallocate() }
 
+    /// The first bytes, at least `count` of them unless the input is shorter (or fails: see
+    /// `failure`); they stay to be read again.
+    func peek(_ count: Int) -> UnsafeRawBufferPointer {
+        while peeked < count, failure == nil {
+            do {
+                let n = try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[peeked...]))
+                guard n >= 0, n <= buffer.count - peeked else {
+                    failure = ArchiveError(archive: "reader", entry: nil, errno: 0, message: "read returned \(n)")
+                    break
+                }
+                if n == 0 { break }
+                peeked += n
+            } catch {
+                failure = error
+            }
+        }
+        return UnsafeRawBufferPointer(rebasing: buffer[..<peeked])
+    }
+
+    /// The peeked bytes, handed over: the feed gives them no more.
+    func takePeeked() -> UnsafeRawBufferPointer {
+        defer { peeked = 0 }
+        return UnsafeRawBufferPointer(rebasing: buffer[..<peeked])
+    }
+
     /// Open `archive` on this feed (the feed must outlive it).
     func open(_ archive: OpaquePointer) -> Int32 {
         archive_read_open(archive, Unmanaged.passUnretained(self).toOpaque(), nil, { _, context, out in
             let me = Unmanaged<ReaderFeed>.fromOpaque(context!).takeUnretainedValue()
+            if me.peeked > 0 {
+                out?.pointee = UnsafeRawPointer(me.buffer.baseAddress)
+                return la_ssize_t(me.takePeeked().count)
+            }
             if me.failure != nil { return -1 }
             do {
                 let n = try me.reader.read(into: me.buffer)

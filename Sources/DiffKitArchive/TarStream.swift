@@ -139,6 +139,9 @@ public final class TarStream {
         readAhead?.stop()
     }
 
+    /// How many further chunks a chunk stays valid for (the read-ahead may then keep it as is).
+    fileprivate var chunksStayValid: Int { input.chunksStayValid }
+
     /// Read, check and record the next chunk (on the read-ahead thread when there is one).
     fileprivate func produce() -> UnsafeRawBufferPointer {
         if producerFailure != nil || sourceDone { return UnsafeRawBufferPointer(start: nil, count: 0) }
@@ -415,13 +418,19 @@ public final class TarStream {
 
 /// A thread that runs a stream's `produce()` ahead of its parser: chunks are copied into a
 /// ring of four buffers (so at most four chunks, about 4 MiB, are ahead), handed over in order.
+/// An input whose chunks outlive the ring's (gzip's inflater turns over its buffers) is not
+/// copied: the ring holds its chunks as they are.
 final class ReadAhead: Sendable {
     private struct Slot {
         var buffer: UnsafeMutableRawPointer? = nil
         var capacity = 0
         var count = 0
         var bytesRead: Int64 = 0
+        /// The chunk itself, not a copy (the input's; never freed here).
+        var borrowed: UnsafeRawPointer? = nil
     }
+    /// Chunks alive at once: the parser's, three in the ring, and the one just produced.
+    static let inFlight = 5
     private struct Ring {
         var slots = [Slot](repeating: Slot(), count: 4)
         var filled = 0            // slots produced (in order)
@@ -444,6 +453,7 @@ final class ReadAhead: Sendable {
     }
 
     private func run(_ stream: TarStream) {
+        let borrow = stream.chunksStayValid >= Self.inFlight
         while true {
             let stop = ring.withLock { $0.stopped }
             let chunk = stop ? UnsafeRawBufferPointer(start: nil, count: 0) : stream.produce()
@@ -460,12 +470,14 @@ final class ReadAhead: Sendable {
                 return
             }
             // The slot is the producer's alone until `filled` moves past it.
-            if slot.capacity < chunk.count {
+            if borrow {
+                slot.borrowed = chunk.baseAddress
+            } else if slot.capacity < chunk.count {
                 slot.buffer?.deallocate()
                 slot.buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk.count, alignment: 64)
                 slot.capacity = chunk.count
             }
-            slot.buffer!.copyMemory(from: chunk.baseAddress!, byteCount: chunk.count)
+            if !borrow { slot.buffer!.copyMemory(from: chunk.baseAddress!, byteCount: chunk.count) }
             slot.count = chunk.count
             slot.bytesRead = stream.producedBytes
             ring.withLock {
@@ -485,7 +497,7 @@ final class ReadAhead: Sendable {
         }
         guard let slot else { return nil }
         ring.broadcast()
-        return (UnsafeRawBufferPointer(start: slot.buffer, count: slot.count), slot.bytesRead)
+        return (UnsafeRawBufferPointer(start: slot.borrowed ?? UnsafeRawPointer(slot.buffer), count: slot.count), slot.bytesRead)
     }
 
     /// Stop the thread: it reads no further chunk once this returns.

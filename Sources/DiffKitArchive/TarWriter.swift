@@ -17,8 +17,10 @@ public final class TarWriter {
     private let archiveName: String
     /// Add S_IF* type bits to the mode field, as moby and containers/storage do.
     public var typeBitsInMode: Bool
-    private let capacity = 1 << 20
-    private let buffer: UnsafeMutableRawPointer
+    private let capacity: Int
+    private var buffer: UnsafeMutableRawPointer
+    /// The layer output this writer fills buffers for, when `fd` is its pipe.
+    private let channel: OutputChannel?
     private var used = 0
     /// Bytes of the current entry still owed, and its padding.
     private var remaining: Int64 = 0
@@ -34,11 +36,21 @@ public final class TarWriter {
         self.fd = fd
         self.archiveName = name
         self.typeBitsInMode = typeBitsInMode
-        buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 4096)
-        Sys.growPipe(fd)
+        // On a layer output's pipe, the output's buffers are filled and handed over instead.
+        channel = OutputChannel.serving(fd)
+        if let channel {
+            capacity = channel.bufferSize
+            buffer = channel.take()
+        } else {
+            capacity = 1 << 20
+            buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 4096)
+            Sys.growPipe(fd)
+        }
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        if let channel { channel.giveBack(buffer) } else { buffer.deallocate() }
+    }
 
     private func fail(_ message: String) -> ArchiveError {
         ArchiveError(archive: archiveName, entry: current, errno: 0, message: message)
@@ -50,7 +62,15 @@ public final class TarWriter {
         guard used > 0 else { return }
         let chunk = UnsafeRawBufferPointer(start: buffer, count: used)
         observer?(chunk)
-        do { try Sys.writeAll(fd, chunk, shown: archiveName) } catch let e as SystemError {
+        do {
+            if let channel {
+                if channel.writerWrites { try Sys.writeAll(channel.output, chunk, shown: archiveName) }
+                try channel.submit(buffer, count: used, written: channel.writerWrites, from: .writer)
+                buffer = channel.take()
+            } else {
+                try Sys.writeAll(fd, chunk, shown: archiveName)
+            }
+        } catch let e as SystemError {
             throw ArchiveError(archive: archiveName, entry: current, errno: e.errno.rawValue, message: "write: \(e.errno)")
         }
         bytesWritten += Int64(used)

@@ -33,6 +33,10 @@ extension LayerStore {
     package func export(id: String, to fd: Int32, name: String, compression: Compression,
                        options: ExportOptions = ExportOptions(), naive: Bool = false, regenerate: Bool = false,
                        progress: (@Sendable (Int64, Int) -> Void)? = nil) throws -> LayerExport {
+        if compression == .none,
+           let exact = try exportOriginal(id: id, to: fd, name: name, options: options, naive: naive, regenerate: regenerate, progress: progress) {
+            return exact
+        }
         var source = ExportSource.regenerated(reason: nil)
         let digests = try LayerOutput.write(to: fd, name: name, compression: compression, progress: progress) { pipe in
             source = try export(id: id, to: pipe, name: name, options: options, naive: naive, regenerate: regenerate)
@@ -42,6 +46,34 @@ extension LayerStore {
 }
 
 extension LayerStore {
+    /// Whether the imported tar may be given back (the caller's choices allow it and a record of
+    /// it is kept); the record's descriptor, to close.
+    private func originalRecord(_ id: String, _ r: LayerRecord, options: ExportOptions, naive: Bool, regenerate: Bool) -> Int32? {
+        guard !regenerate && !naive && options.reproducibleTime == nil && options.profile == .moby, r.stamp != nil else { return nil }
+        return try? Sys.open(tarSplitPath(id), O_RDONLY | O_CLOEXEC)
+    }
+
+    /// The imported tar byte for byte, uncompressed, with its digests and no hashing: nil (nothing
+    /// written) when it cannot be given back. Its diffID is the one recorded at import: the tar
+    /// is the recorded one exactly when every file's content matches its recorded size and
+    /// CRC-32C, which the reassembly checks as it streams (and fails on, naming the file). The
+    /// check guards against changes, not against an attacker: one who can rewrite a layer's
+    /// files to collide a CRC could as well rewrite its record, the diffID included.
+    private func exportOriginal(id: String, to fd: Int32, name: String, options: ExportOptions, naive: Bool,
+                                regenerate: Bool, progress: (@Sendable (Int64, Int) -> Void)?) throws -> LayerExport? {
+        try reading(id) {
+            let r = try record(id)
+            guard let diffID = r.diffID, let splitFd = originalRecord(id, r, options: options, naive: naive, regenerate: regenerate)
+            else { return nil }
+            defer { Sys.close(splitFd) }
+            guard try self.stamp(id) == r.stamp else { return nil }
+            let size = try reassemble(id: id, record: splitFd, to: fd, name: name, isCancelled: options.isCancelled, progress: progress)
+            let digests = LayerDigests(diffID: diffID, digest: diffID, size: size, uncompressedSize: size,
+                                       mediaType: Compression.none.mediaType)
+            return LayerExport(digests: digests, source: .original)
+        }
+    }
+
     /// The layer's changes against its parent as a tar on `fd`.
     /// - An imported layer whose files are as the import left them gives back the imported tar
     ///   byte for byte (same diffID), unless `regenerate`; if anything changed, a fresh tar is
@@ -56,10 +88,9 @@ extension LayerStore {
         try reading(id) {
             let r = try record(id)
             var source = ExportSource.regenerated(reason: nil)
-            if !regenerate && !naive && options.reproducibleTime == nil && options.profile == .moby, let stamp = r.stamp,
-               let splitFd = try? Sys.open(tarSplitPath(id), O_RDONLY | O_CLOEXEC) {
+            if let splitFd = originalRecord(id, r, options: options, naive: naive, regenerate: regenerate) {
                 defer { Sys.close(splitFd) }
-                if try self.stamp(id) == stamp {
+                if try self.stamp(id) == r.stamp {
                     try reassemble(id: id, record: splitFd, to: fd, name: name, isCancelled: options.isCancelled)
                     return .original
                 }
@@ -109,18 +140,23 @@ extension LayerStore {
 
     /// The imported tar again: its recorded bytes, and each file's content read from the layer
     /// and checked against the recorded size and CRC-32C.
+    @discardableResult
     private func reassemble(id: String, record: Int32, to fd: Int32, name: String,
-                            isCancelled: (@Sendable () -> Bool)? = nil) throws {
+                            isCancelled: (@Sendable () -> Bool)? = nil,
+                            progress: (@Sendable (Int64, Int) -> Void)? = nil) throws -> Int64 {
         let reader = try TarSplitReader(fd: record, name: Bytes.string(tarSplitPath(id)))
         let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buf.deallocate() }
         Sys.growPipe(fd)
+        var total: Int64 = 0
         try driver.withFiles(id: id) { openFile in
             while let segment = try reader.next() {
                 if isCancelled?() == true { throw CancellationError() }
+                progress?(total, 0)
                 switch segment {
                 case let .raw(bytes):
                     try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: name) }
+                    total += Int64(bytes.count)
                 case let .file(stored, size, crc):
                     let path = Array(LayerPath.components(stored).joined(separator: [LayerPath.slash]))
                     let file = try openFile(EntryPath(path)).rawValue
@@ -136,9 +172,11 @@ extension LayerStore {
                         left -= Int64(n)
                     }
                     if left != 0 || sum != crc { throw DriverError.changedSinceImport(id: id, path: Bytes.string(path)) }
+                    total += size
                 }
             }
         }
+        return total
     }
 
     /// The changes of layer `id` against its parent, in path order.

@@ -8,4 +8,7 @@
 // CRC-32C of `n` bytes continuing `crc` (0 to start); hardware-accelerated where possible.
 uint32_t dk_crc32c(uint32_t crc, const void *data, size_t n);
 
+// The same, always by table (the portable path; tests compare the two).
+uint32_t dk_crc32c_table(uint32_t crc, const void *data, size_t n);
+
 #endif
