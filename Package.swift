@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "DiffKit", targets: ["DiffKit", "DiffKitArchive", "DiffKitSystem"]),
         .library(name: "Drivers", targets: ["Drivers"]),
+        .library(name: "Images", targets: ["Images"]),
         .executable(name: "difftool", targets: ["difftool"]),
     ],
     dependencies: [
@@ -41,16 +42,19 @@ let package = Package(
         .systemLibrary(name: "CSELinux", pkgConfig: "libselinux", providers: [.apt(["libselinux1-dev"])]),
         .target(name: "CDriverSystem"),
         .target(name: "Drivers", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "CDriverSystem", "CSELinux"]),
+        // Whole images: OCI layouts and docker save archives, read into a store and written from one.
+        .target(name: "Images", dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive",
+                                              .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "difftool",
             dependencies: [
-                "DiffKit", "Drivers", "DiffKitSystem", "DiffKitArchive",
+                "DiffKit", "Drivers", "Images", "DiffKitSystem", "DiffKitArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "TestSupport", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive"], path: "Tests/TestSupport"),
         .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport"]),
-        .testTarget(name: "DriverTests", dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
+        .testTarget(name: "DriverTests", dependencies: ["Drivers", "Images", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
                                                     .product(name: "Logging", package: "swift-log")]),
     ]
 )
