@@ -42,9 +42,13 @@ let package = Package(
         .systemLibrary(name: "CSELinux", pkgConfig: "libselinux", providers: [.apt(["libselinux1-dev"])]),
         .target(name: "CDriverSystem"),
         .target(name: "Drivers", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "CDriverSystem", "CSELinux"]),
-        // Whole images: OCI layouts and docker save archives, read into a store and written from one.
-        .target(name: "Images", dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive",
-                                              .product(name: "Logging", package: "swift-log")]),
+        // Images: the image documents (OCI and docker save), reading an image out of a layout, and
+        // importing it into a store as a chain. FoundationEssentials' JSON is used here for the
+        // documents only (metadata, never layer bytes); no other library module imports it.
+        .target(
+            name: "Images",
+            dependencies: ["Drivers", "DiffKit", "DiffKitArchive", "DiffKitSystem",
+                           .product(name: "SystemPackage", package: "swift-system")]),
         .executableTarget(
             name: "difftool",
             dependencies: [

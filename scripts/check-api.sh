@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The public boundary of DiffKit and Drivers speaks swift-system: host paths are FilePath,
+# The public boundary of DiffKit, Drivers and Images speaks swift-system: host paths are FilePath,
 # descriptors FileDescriptor, errors of the system Errno (in SystemError). This lists every public
-# declaration of Sources/DiffKit and Sources/Drivers (lines that start with `public` or `open`, and
+# declaration of Sources/DiffKit, Sources/Drivers and Sources/Images (lines that start with `public` or `open`, and
 # the requirements of a public protocol) that mentions `[UInt8]` or `Int32`, and exits 1 when one is
 # not in scripts/check-api.allowed (one declaration a line, as it reads with its indentation cut,
 # `#` comments; each kept for a reason given there: layer-relative names, xattr bytes, times).
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dirs=("$@")
-[ ${#dirs[@]} -gt 0 ] || dirs=(Sources/DiffKit Sources/Drivers)
+[ ${#dirs[@]} -gt 0 ] || dirs=(Sources/DiffKit Sources/Drivers Sources/Images)
 exec python3 - scripts/check-api.allowed "${dirs[@]}" <<'PY'
 import os, re, sys
 allowed = set()

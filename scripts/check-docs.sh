@@ -3,7 +3,7 @@
 # above it (attribute lines such as `@discardableResult` may stand between), and exits 1 if there
 # is one. Declarations counted: lines that start with `public` or `open` (imports and extensions
 # left out), the requirements of a public protocol, and the cases of a public enum.
-# Usage: scripts/check-docs.sh [--count] [DIR…]   (default: the four library modules)
+# Usage: scripts/check-docs.sh [--count] [DIR…]   (default: the five library modules)
 #   --count also prints how many declarations were checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 count=0
 if [ "${1:-}" = "--count" ]; then count=1; shift; fi
 dirs=("$@")
-[ ${#dirs[@]} -gt 0 ] || dirs=(Sources/DiffKitSystem Sources/DiffKitArchive Sources/DiffKit Sources/Drivers)
+[ ${#dirs[@]} -gt 0 ] || dirs=(Sources/DiffKitSystem Sources/DiffKitArchive Sources/DiffKit Sources/Drivers Sources/Images)
 
 mapfile -d '' files < <(find "${dirs[@]}" -name '*.swift' -print0 | sort -z)
 exec awk -v count="$count" '

@@ -2,7 +2,7 @@
 # The documentation, checked so it cannot rot:
 #  1. every public declaration of the library modules has a /// comment (scripts/check-docs.sh);
 #  2. DocC builds the documentation of every library module (the /// comments and the catalogs
-#     Sources/DiffKit/DiffKit.docc and Sources/Drivers/Drivers.docc) with warnings as errors, so
+#     Sources/DiffKit/DiffKit.docc, Sources/Drivers/Drivers.docc and Sources/Images/Images.docc) with warnings as errors, so
 #     a link to a symbol or article that does not exist fails; archives in
 #     .build/plugins/Swift-DocC/outputs/MODULE.doccarchive;
 #  3. the Swift code blocks of the articles are type-checked against the modules just built.
@@ -14,7 +14,7 @@ echo "== /// on every public declaration"
 scripts/check-docs.sh --count
 
 echo "== DocC, warnings as errors"
-modules=(DiffKitSystem DiffKitArchive DiffKit Drivers)
+modules=(DiffKitSystem DiffKitArchive DiffKit Drivers Images)
 targets=()
 for m in "${modules[@]}"; do targets+=(--target "$m"); done
 swift package --disable-sandbox generate-documentation "${targets[@]}" --warnings-as-errors
@@ -27,7 +27,7 @@ trap 'rm -rf "$scratch"' EXIT
 # function); names the snippets leave to the reader (upper, fd, name, out) are parameters.
 python3 - "$scratch/samples.swift" Sources/*/*.docc/*.md <<'PY'
 import re, sys
-out = ["import DiffKit", "import DiffKitArchive", "import DiffKitSystem", "import Drivers", "import Glibc", "import SystemPackage", ""]
+out = ["import DiffKit", "import DiffKitArchive", "import DiffKitSystem", "import Drivers", "import Images", "import Glibc", "import SystemPackage", ""]
 for n, (path, block) in enumerate((p, b) for p in sys.argv[2:] for b in re.findall(r"```swift\n(.*?)```", open(p).read(), re.S)):
     lines = [l for l in block.rstrip().split("\n") if not l.startswith("import ")]
     out.append(f"// {path}")

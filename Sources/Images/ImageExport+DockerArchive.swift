@@ -11,11 +11,12 @@ extension LayerStore {
     /// the chain), then the config `<hex>.json`, `manifest.json` and, for a tagged image,
     /// `repositories`.
     func writeArchive(_ chain: [LayerRecord], to output: StagedOutput, options: ImageExportOptions) throws -> ImageExport {
-        let time = options.reproducibleTime ?? ImageDocuments.now()
+        let time = options.export.reproducibleTime ?? ExportDocuments.now()
         var archive = DockerArchiveWriter(fd: output.file, shown: output.temporary, mtime: time)
         let shown = Bytes.string(output.destination)
         var layers: [ExportedLayer] = []
         var names: [String] = []
+        var diffIDs: [String] = []
         var chainID: String? = nil
         for (i, r) in chain.enumerated() {
             // The directory's and the file's header go before the data, filled in once its
@@ -24,7 +25,8 @@ extension LayerStore {
             let layer = try exportImageLayer(r, index: i, count: chain.count, to: output.file,
                                              name: "\(shown) (layer \(i + 1)/\(chain.count))", options: options)
             try archive.streamed(layer.digests.size)
-            chainID = ImageDocuments.chainID(parent: chainID, diffID: layer.digests.diffID)
+            diffIDs.append(layer.digests.diffID)
+            chainID = Image.chainIDs(diffIDs).last
             let dir = LayerStore.hex(chainID!)
             try archive.fill(slot, [
                 DockerArchiveWriter.header(dir + "/", directory: true, size: 0, mtime: time),
@@ -33,7 +35,7 @@ extension LayerStore {
             names.append(dir + "/layer.tar")
             layers.append(layer)
         }
-        let documents = ImageDocuments(layers: layers, options: options)
+        let documents = ExportDocuments(layers: layers, options: options)
         let config = try documents.config()
         let configName = LayerStore.hex(SHA256.hex(config)) + ".json"
         try archive.add(configName, config)
@@ -43,7 +45,7 @@ extension LayerStore {
         }
         try archive.finish()
         return ImageExport(format: .dockerArchive, path: FilePath(shown), manifest: nil,
-                           config: ImageBlob(mediaType: ImageDocuments.configMediaType, digest: SHA256.hex(config), size: Int64(config.count)),
+                           config: ImageBlob(mediaType: MediaType.ociConfig, digest: SHA256.hex(config), size: Int64(config.count)),
                            layers: layers)
     }
 }

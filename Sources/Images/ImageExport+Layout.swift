@@ -27,9 +27,9 @@ extension LayerStore {
             try output.move(partial, to: "blobs/sha256/" + LayerStore.hex(layer.digests.digest))
             layers.append(layer)
         }
-        let documents = ImageDocuments(layers: layers, options: options)
-        let config = try blob(documents.config(), mediaType: ImageDocuments.configMediaType, in: output)
-        let manifest = try blob(documents.manifest(config: config), mediaType: ImageDocuments.manifestMediaType, in: output)
+        let documents = ExportDocuments(layers: layers, options: options)
+        let config = try blob(documents.config(), mediaType: MediaType.ociConfig, in: output)
+        let manifest = try blob(documents.manifest(config: config), mediaType: MediaType.ociManifest, in: output)
         try output.write("index.json", documents.index(manifest: manifest))
         try output.write("oci-layout", documents.layoutFile())
         return ImageExport(format: .oci, path: FilePath(shown), manifest: manifest, config: config, layers: layers)

@@ -7,7 +7,6 @@ import DiffKit
 import DiffKitArchive
 import DiffKitSystem
 import Drivers
-import Logging
 import SystemPackage
 
 /// The form an exported image takes on disk.
@@ -20,43 +19,38 @@ public enum ImageFormat: String, Sendable, CaseIterable {
     case dockerArchive = "docker-archive"
 }
 
-/// How ``Drivers/LayerStore/exportImage(top:to:options:)`` writes an image.
+/// How `LayerStore.exportImage(top:to:options:)` writes an image.
 public struct ImageExportOptions: Sendable {
     /// OCI layout or docker save archive.
     public var format: ImageFormat
-    /// The image's name and tag (an OCI index's `org.opencontainers.image.ref.name`, a docker
-    /// archive's `RepoTags`); nil: untagged.
+    /// The image's name and tag (an OCI index's `org.opencontainers.image.ref.name` gets the
+    /// tag, `io.containerd.image.name` the whole; a docker archive's `RepoTags`); nil: untagged.
     public var tag: ImageTag?
     /// Compression of the layer blobs of an OCI layout. A docker archive holds plain tars, as
     /// `docker save` writes them: anything but `.none` is refused for it.
     public var compression: Compression
-    /// Reproducible output: every layer in the canonical form with its mtimes clamped to this
-    /// time (seconds since the epoch), the config and its history dated with it, no layer ids
-    /// or host names, so the same content gives the same manifest digest on every driver and
-    /// every run. nil: an imported layer whose files are unchanged is written byte for byte (its
-    /// diffID kept), the others regenerated, and the config is dated now.
-    public var reproducibleTime: Int64?
+    /// Options of each layer's export: its header profile, ID map, logger, cancellation, and
+    /// `reproducibleTime`. With a reproducible time, every layer is written in the canonical form
+    /// with its mtimes clamped to it, the config and its history are dated with it and name no
+    /// layer id, so the same content gives the same manifest digest on every driver and every
+    /// run. Without one, an imported layer whose files are unchanged is written byte for byte
+    /// (its diffID kept), the others regenerated, and the config is dated now.
+    public var export: ExportOptions
     /// The platform the config names (its `os`, `architecture` and `variant`).
     public var platform: Platform
-    /// Where warnings of the layer exports go.
-    public var logger: Logger
     /// Called from a hashing thread with (layer index from 0, number of layers, uncompressed
     /// bytes of that layer so far).
     public var progress: (@Sendable (_ layer: Int, _ layers: Int, _ bytes: Int64) -> Void)?
-    /// Asked between entries; once it returns true the export stops with `CancellationError`
-    /// and nothing is left at the destination. The async form sets it from the calling task.
-    public var isCancelled: (@Sendable () -> Bool)?
 
-    /// Options for `format` (an OCI layout by default), untagged, uncompressed, not reproducible,
-    /// for this machine's platform.
+    /// Options for `format` (an OCI layout by default), untagged, uncompressed, with these layer
+    /// export options (not reproducible by default), for this machine's platform.
     public init(format: ImageFormat = .oci, tag: ImageTag? = nil, compression: Compression = .none,
-                reproducibleTime: Int64? = nil, platform: Platform = .host, logger: Logger = Logger(label: "diffkit")) {
+                export: ExportOptions = ExportOptions(), platform: Platform = .host) {
         self.format = format
         self.tag = tag
         self.compression = compression
-        self.reproducibleTime = reproducibleTime
+        self.export = export
         self.platform = platform
-        self.logger = logger
     }
 }
 
@@ -138,9 +132,10 @@ extension LayerStore {
     /// Write the image whose top layer is `top` (its chain from the base up, a layer per layer)
     /// at `path`, as an OCI layout directory or a docker save archive (`options.format`).
     ///
-    /// Each layer is exported as ``LayerStore/export(id:to:name:compression:options:naive:regenerate:progress:)``
+    /// Each layer is exported as `export(id:to:name:compression:options:naive:regenerate:progress:)`
     /// exports it — an imported layer whose files are unchanged byte for byte, unless
-    /// `options.reproducibleTime` asks for the canonical form — and digested while it streams.
+    /// `options.export.reproducibleTime` asks for the canonical form — and digested while it
+    /// streams.
     /// Everything is written under a temporary name beside `path` (`PATH.difftool-PID.tmp`),
     /// synced and renamed to `path` at the end: on any failure (a missing layer, a broken chain,
     /// a full disk, cancellation) the temporary output is removed and nothing is left at `path`.
@@ -173,8 +168,8 @@ extension LayerStore {
     public func exportImage(top: String, to path: FilePath, options: ImageExportOptions = ImageExportOptions()) async throws -> ImageExport {
         try await DedicatedThread.run { isCancelled in
             var o = options
-            let outer = options.isCancelled
-            o.isCancelled = { isCancelled() || outer?() == true }
+            let outer = options.export.isCancelled
+            o.export.isCancelled = { isCancelled() || outer?() == true }
             return try self.exportImage(top: top, to: path, options: o)
         }
     }
@@ -183,13 +178,10 @@ extension LayerStore {
     /// data), digested while it streams. An error names the layer.
     func exportImageLayer(_ r: LayerRecord, index: Int, count: Int, to fd: Int32, name: String,
                           options: ImageExportOptions) throws -> ExportedLayer {
-        var layerOptions = ExportOptions(logger: options.logger)
-        layerOptions.reproducibleTime = options.reproducibleTime
-        layerOptions.isCancelled = options.isCancelled
         let progress = options.progress.map { p in { @Sendable (bytes: Int64, _: Int) in p(index, count, bytes) } }
         let made: LayerExport
         do {
-            made = try export(id: r.id, to: fd, name: name, compression: options.compression, options: layerOptions,
+            made = try export(id: r.id, to: fd, name: name, compression: options.compression, options: options.export,
                               progress: progress)
         } catch let e as CancellationError {
             throw e

@@ -39,6 +39,8 @@ struct ExportImageCommand: ParsableCommand {
     var reproducible = false
     @Option(help: ArgumentHelp("The time --reproducible uses (seconds since the epoch).", valueName: "seconds"))
     var sourceDateEpoch: Int64?
+    @Option(help: "The platform the config names: os/arch[/variant] (default: this machine's).")
+    var platform: String?
     @Flag(help: "JSON output: the manifest, config and every layer's id, diffID, digest, size and media type.") var json = false
     @OptionGroup var progress: ProgressOption
     @OptionGroup var store: StoreOptions
@@ -53,16 +55,21 @@ struct ExportImageCommand: ParsableCommand {
         if let tag {
             do { _ = try ImageTag(parsing: tag) } catch { throw ValidationError("--tag: \(error)") }
         }
+        if let platform {
+            do { _ = try Platform(parsing: platform) } catch { throw ValidationError("--platform: \(error)") }
+        }
     }
 
     func run() throws {
         let (s, _) = try store.open()
-        var options = ImageExportOptions(format: format.format, tag: try tag.map(ImageTag.init(parsing:)),
-                                         compression: compress.compression, logger: .init(label: "difftool"))
+        var export = ExportOptions(logger: .init(label: "difftool"))
         if reproducible {
             let env = getenv("SOURCE_DATE_EPOCH").flatMap { Int64(String(cString: $0)) }
-            options.reproducibleTime = sourceDateEpoch ?? env ?? 0
+            export.reproducibleTime = sourceDateEpoch ?? env ?? 0
         }
+        var options = ImageExportOptions(format: format.format, tag: try tag.map(ImageTag.init(parsing:)),
+                                         compression: compress.compression, export: export,
+                                         platform: try platform.map(Platform.init(parsing:)) ?? .host)
         let reporters = Locked<[Int: (@Sendable (Int64, Int) -> Void)]>([:])
         let progress = self.progress
         if !progress.quiet && isatty(2) != 0 {
