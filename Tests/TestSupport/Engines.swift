@@ -129,7 +129,8 @@ public final class Registry {
             http:
               addr: \(address)
             """
-        try Shell.check("cat >'\(dir)/config.yml' <<'EOF'\n\(config)\nEOF")
+        // Written directly: a here-document inside Shell.run's parentheses would not end.
+        try Fixture.apply(dir, [.file("config.yml", config + "\n")])
         try Shell.check("setsid \(Engines.registry) serve '\(dir)/config.yml' >'\(dir)/registry.log' 2>&1 </dev/null & echo $! >'\(dir)/shell.pid'")
         pid = Engines.readPID(dir + "/shell.pid")
         let ready = Engines.wait(seconds: 30) { (try? Shell.run("curl -sf http://\(address)/v2/"))?.status == 0 }
