@@ -89,14 +89,10 @@ final class StagedOutput {
         try close(fd, relative)
     }
 
-    /// Move `from` to `to` within the temporary output; when `to` exists (a blob both layers of
-    /// an image share, equal by its digest), `from` is dropped instead.
+    /// Rename `from` to `to` within the temporary output (over a blob of the same digest that
+    /// two layers of the image share).
     func move(_ from: String, to: String) throws {
-        if Sys.exists(path(to)) {
-            try Sys.unlink(path(from))
-        } else {
-            try Sys.rename(path(from), path(to))
-        }
+        try Sys.rename(path(from), path(to))
     }
 
     /// Put the output in place: sync what is not synced yet, rename it to the destination, sync

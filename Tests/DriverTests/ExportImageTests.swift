@@ -47,7 +47,7 @@ enum ImageFixture {
         .remove("usr/share/doc/demo/README"), .chmod("etc/os-release", 0o600),
         .file("opt/app/config.yml", "a: 1\n"), .file("opt/app/bin/run", "#!/bin/sh\n", mode: 0o755),
         .bytes("usr/lib/libdemo.so.1", bytes(seed: 2, count: 150_000)),
-        .dir("var/cache/app", uid: 999, gid: 999),
+        .dir("var/cache/app", uid: 999, gid: 999), .file("home/user/notes", "n\n", uid: 1000, gid: 1000),
     ]
 
     static let layer2: [Op] = [
@@ -407,6 +407,14 @@ enum ImageChecks {
                 }
             }
         }
+        // Every directory above a change is in the layer with its own owner (home/user is
+        // 1000's; the last layer adds a file in it), or docker's apply would make it root's.
+        let archive = try Fixture.tempDir("unpacked")
+        defer { Fixture.cleanup(archive) }
+        try Shell.check("tar -C '\(archive)' -xf '\(work)/vfs-l1-0.tar'")
+        let last = try #require(try ImageChecks.document(archive + "/manifest.json", as: [DockerManifestEntry].self).first?.layers.last)
+        let home = try Pipe.headers(archive + "/" + last).first { $0.displayName == "home/user/" }
+        #expect(home?.uid == 1000 && home?.gid == 1000, "\(String(describing: home))")
         // vfs and overlay2, two runs each, imported and built: one manifest digest, one archive.
         #expect(Set(digests).count == 1, "\(digests)")
         #expect(Set(archives).count == 1, "\(archives)")

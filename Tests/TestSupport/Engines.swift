@@ -31,6 +31,13 @@ public enum Engines {
         _ = wait(seconds: 5) { kill(pid, 0) != 0 }
     }
 
+    /// Whether `pid` is a live process whose command line mentions `text` (not another process
+    /// that got the number since).
+    static func isRunning(_ pid: pid_t, mentioning text: String) -> Bool {
+        guard pid > 0, kill(pid, 0) == 0, let cmdline = try? Pipe.read("/proc/\(pid)/cmdline") else { return false }
+        return String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(text)
+    }
+
     /// Read a pid written by a daemon or by the shell's `echo $!`.
     static func readPID(_ path: String) -> pid_t {
         guard let bytes = try? Pipe.read(path) else { return 0 }
@@ -94,11 +101,14 @@ public final class DockerDaemon {
         return out
     }
 
-    /// Stop the daemon by its PID (SIGTERM, then SIGKILL), unmount what it left below its
-    /// directory, and remove the directory.
+    /// Stop the daemon by its PID (SIGTERM, then SIGKILL), then the containerd it started (its
+    /// own session, so a daemon killed before it could stop containerd would leave it running),
+    /// unmount what they left below the directory, and remove the directory.
     public func stop() {
+        let containerd = Engines.readPID(dir + "/exec/containerd/containerd.pid")
         Engines.stop(pid: pid, grace: 20)
         pid = 0
+        if Engines.isRunning(containerd, mentioning: dir) { Engines.stop(pid: containerd, grace: 10) }
         _ = try? Shell.run("grep -o ' \(dir)[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l")
         Fixture.cleanup(dir)
     }
