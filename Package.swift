@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "DiffKit", targets: ["DiffKit", "DiffKitArchive", "DiffKitSystem"]),
         .library(name: "Drivers", targets: ["Drivers"]),
+        .library(name: "DiffKitJSON", targets: ["DiffKitJSON"]),
         .library(name: "Images", targets: ["Images"]),
         .executable(name: "difftool", targets: ["difftool"]),
     ],
@@ -31,6 +32,10 @@ let package = Package(
         // The system's libcrypto (Debian: libssl-dev) for SHA-256 digests: its assembly (SHA-NI
         // where the CPU has it) costs nothing to build, where swift-crypto takes minutes.
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // JSON documents (image configs, manifests, an engine's layer records) without Foundation:
+        // a value type, a strict parser, a writer with sorted keys, Codable on top; base64 and
+        // RFC 3339 times as the documents carry them.
+        .target(name: "DiffKitJSON"),
         .target(name: "CDiffKitArchive"),
         .target(name: "DiffKitArchive", dependencies: ["DiffKitSystem", "CArchive", "CCrypto", "CDiffKitArchive"]),
         // Layers: walks, changes, the layer writer, the applier, ID maps, sizes, tree copies.
@@ -43,11 +48,10 @@ let package = Package(
         .target(name: "CDriverSystem"),
         .target(name: "Drivers", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "CDriverSystem", "CSELinux"]),
         // Images: the image documents (OCI and docker save), reading an image out of a layout, and
-        // importing it into a store as a chain. FoundationEssentials' JSON is used here for the
-        // documents only (metadata, never layer bytes); no other library module imports it.
+        // importing it into a store as a chain; the documents' JSON through DiffKitJSON.
         .target(
             name: "Images",
-            dependencies: ["Drivers", "DiffKit", "DiffKitArchive", "DiffKitSystem",
+            dependencies: ["Drivers", "DiffKit", "DiffKitArchive", "DiffKitSystem", "DiffKitJSON",
                            .product(name: "SystemPackage", package: "swift-system")]),
         .executableTarget(
             name: "difftool",
@@ -57,7 +61,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "TestSupport", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive"], path: "Tests/TestSupport"),
-        .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport"]),
+        .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "DiffKitJSON", "TestSupport"]),
         .testTarget(name: "DriverTests", dependencies: ["Drivers", "Images", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
                                                     .product(name: "Logging", package: "swift-log")]),
     ]

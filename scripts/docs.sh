@@ -14,7 +14,7 @@ echo "== /// on every public declaration"
 scripts/check-docs.sh --count
 
 echo "== DocC, warnings as errors"
-modules=(DiffKitSystem DiffKitArchive DiffKit Drivers Images)
+modules=(DiffKitSystem DiffKitArchive DiffKitJSON DiffKit Drivers Images)
 targets=()
 for m in "${modules[@]}"; do targets+=(--target "$m"); done
 swift package --disable-sandbox generate-documentation "${targets[@]}" --warnings-as-errors

@@ -561,7 +561,7 @@ public final class Applier {
 
 /// Remove `name` in `dirfd` and everything below it, never following symlinks.
 /// A missing name is not an error.
-public func removeTree(_ dirfd: Int32, _ name: [UInt8]) throws {
+package func removeTree(_ dirfd: Int32, _ name: [UInt8]) throws {
     let e = Sys.tryUnlinkat(dirfd, name)
     if e == 0 || e == ENOENT { return }
     if e != EISDIR && e != EPERM {

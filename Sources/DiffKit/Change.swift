@@ -8,16 +8,26 @@ public struct Change: Sendable, Equatable {
 
     /// What happened to the path.
     public var kind: Kind
-    /// Relative path in the layer, no leading `/`.
-    public var path: [UInt8]
+    /// Relative path in the layer, no leading `/`, as bytes (``name`` at the public boundary).
+    package var path: [UInt8]
+    /// The path in the layer.
+    public var name: EntryPath {
+        get { EntryPath(path) }
+        set { path = newValue.bytes }
+    }
     /// The entry in the layer (nil for deletions).
     public var info: FileInfo?
     /// An unchanged member of a hardlink group another member of which changed: exported as a
     /// link so the group stays a group (as containerd does), but not a change to report.
     public var isLinkPeer: Bool = false
 
-    /// A change of `kind` at the relative `path`, with the entry's stat when it exists in the layer.
-    public init(_ kind: Kind, _ path: [UInt8], info: FileInfo? = nil, isLinkPeer: Bool = false) {
+    /// A change of `kind` at `name`, with the entry's stat when it exists in the layer.
+    public init(_ kind: Kind, _ name: EntryPath, info: FileInfo? = nil, isLinkPeer: Bool = false) {
+        self.init(kind, name.bytes, info: info, isLinkPeer: isLinkPeer)
+    }
+
+    /// A change of `kind` at the relative `path` (bytes).
+    package init(_ kind: Kind, _ path: [UInt8], info: FileInfo? = nil, isLinkPeer: Bool = false) {
         self.kind = kind
         self.path = path
         self.info = info

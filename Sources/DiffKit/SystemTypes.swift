@@ -110,3 +110,20 @@ extension TreeDiff {
     }
 }
 
+
+extension TreeCopy {
+    /// Copy everything below `source` into the existing directory `destination`, keeping owners,
+    /// modes, xattrs, hardlinks and times. With an ID map (a store's), every owner met must be a
+    /// host ID inside it; `inUserNamespace`: the caller runs in a user namespace (no
+    /// `trusted.*` xattrs).
+    public static func copy(from source: FilePath, to destination: FilePath, inUserNamespace: Bool = false,
+                            idMap: IDMap = .identity) throws {
+        try copy(from: Bytes.of(source), to: Bytes.of(destination), inUserNamespace: inUserNamespace, idMap: idMap)
+    }
+}
+
+/// Remove `name` in the directory `directory` and everything below it, never following symlinks.
+/// A missing name is not an error.
+public func removeTree(_ directory: FileDescriptor, _ name: FilePath.Component) throws {
+    try removeTree(directory.rawValue, Bytes.of(FilePath(root: nil, [name])))
+}

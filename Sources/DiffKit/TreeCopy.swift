@@ -14,7 +14,7 @@ import Glibc
 public enum TreeCopy {
     /// Copy everything below `source` into the existing directory `destination`. With an ID map
     /// (the store's), every owner met must be a host ID inside it.
-    public static func copy(from source: [UInt8], to destination: [UInt8], inUserNamespace: Bool = false,
+    package static func copy(from source: [UInt8], to destination: [UInt8], inUserNamespace: Bool = false,
                             idMap: IDMap = .identity) throws {
         let dstRoot = try Walker.openRoot(destination)
         defer { Sys.close(dstRoot) }

@@ -10,15 +10,15 @@ import Glibc
 
 /// The system calls DiffKit makes, on byte paths and descriptors; failures throw a ``SystemError``
 /// that names the path (the `shown` argument where one is given).
-public enum Sys {
+package enum Sys {
     /// `AT_SYMLINK_NOFOLLOW`, for the `*at` calls that take flags.
-    public static let atSymlinkNoFollow = AT_SYMLINK_NOFOLLOW
+    package static let atSymlinkNoFollow = AT_SYMLINK_NOFOLLOW
     /// O_PATH: a descriptor that only names a place, for *at calls.
-    public static let oPath = dk_o_path()
+    package static let oPath = dk_o_path()
 
     /// Run `body` with `bytes` as a NUL-terminated C string.
     @inline(__always)
-    public static func withCString<R>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
+    package static func withCString<R>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
         var b = bytes
         b.append(0)
         return try b.withUnsafeBufferPointer { p in
@@ -37,13 +37,13 @@ public enum Sys {
 
     /// Open `path` with `open(2)` flags (and `mode` when creating); returns the descriptor.
     /// Throws a ``SystemError`` naming the path.
-    public static func open(_ path: [UInt8], _ flags: Int32, mode: mode_t = 0) throws -> Int32 {
+    package static func open(_ path: [UInt8], _ flags: Int32, mode: mode_t = 0) throws -> Int32 {
         try openat(AT_FDCWD, path, flags, mode: mode, shown: path)
     }
 
     /// `openat`, reporting `shown` (the full path) on failure.
     /// `shown` (the path errors name) is only built when the call fails.
-    public static func openat(_ dirfd: Int32, _ name: [UInt8], _ flags: Int32, mode: mode_t = 0,
+    package static func openat(_ dirfd: Int32, _ name: [UInt8], _ flags: Int32, mode: mode_t = 0,
                               shown: @autoclosure () -> [UInt8]? = nil) throws -> Int32 {
         let fd = withCString(name) { n in retry { Glibc.openat(dirfd, n, flags | O_CLOEXEC, mode) } }
         if fd < 0 { let e = errno; throw SystemError("open", shown() ?? name, errno: e) }
@@ -51,24 +51,32 @@ public enum Sys {
     }
 
     /// `openat` that returns the errno instead of throwing (for expected failures).
-    public static func tryOpenat(_ dirfd: Int32, _ name: [UInt8], _ flags: Int32, mode: mode_t = 0) -> (fd: Int32, errno: Int32) {
+    package static func tryOpenat(_ dirfd: Int32, _ name: [UInt8], _ flags: Int32, mode: mode_t = 0) -> (fd: Int32, errno: Int32) {
         let fd = withCString(name) { n in retry { Glibc.openat(dirfd, n, flags | O_CLOEXEC, mode) } }
         return (fd, fd < 0 ? errno : 0)
     }
 
     /// openat2 with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS: `path` is resolved as if `rootfd`
     /// were `/`, so neither `..` nor a symlink (absolute or relative) can leave the root.
-    public static func openInRoot(_ rootfd: Int32, _ path: [UInt8], _ flags: Int32) -> (fd: Int32, errno: Int32) {
+    package static func openInRoot(_ rootfd: Int32, _ path: [UInt8], _ flags: Int32) -> (fd: Int32, errno: Int32) {
         if !useOpenat2.load(ordering: .relaxed) { return walkInRoot(rootfd, path, flags) }
         let resolve = dk_resolve_in_root() | dk_resolve_no_magiclinks()
-        let fd = withCString(path.isEmpty ? [UInt8(ascii: ".")] : path) { p in
-            retry { dk_openat2(rootfd, p, UInt64(flags | O_CLOEXEC), 0, resolve) }
+        // EAGAIN: a `..` was met while a rename or a mount happened anywhere on the machine, and
+        // the kernel could not prove the walk stayed inside; openat2(2) says to try again. After
+        // a few tries the walk is done in user space, which needs no such proof.
+        for _ in 0..<8 {
+            let fd = withCString(path.isEmpty ? [UInt8(ascii: ".")] : path) { p in
+                retry { dk_openat2(rootfd, p, UInt64(flags | O_CLOEXEC), 0, resolve) }
+            }
+            if fd >= 0 { return (fd, 0) }
+            let e = errno
+            if e == ENOSYS {
+                useOpenat2.store(false, ordering: .relaxed)
+                break
+            }
+            if e != EAGAIN { return (fd, e) }
         }
-        if fd < 0 && errno == ENOSYS {
-            useOpenat2.store(false, ordering: .relaxed)
-            return walkInRoot(rootfd, path, flags)
-        }
-        return (fd, fd < 0 ? errno : 0)
+        return walkInRoot(rootfd, path, flags)
     }
 
     /// openat2 is used unless the kernel lacks it (before 5.6) or DIFFKIT_NO_OPENAT2=1 asks
@@ -125,11 +133,11 @@ public enum Sys {
     }
 
     /// Close a descriptor, ignoring the result.
-    public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+    package static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
     /// A descriptor of an in-memory file holding `data`, positioned at its start (to feed a
     /// reader bytes held in memory, e.g. by a fuzzer).
-    public static func memoryFile(_ data: UnsafeRawBufferPointer) throws -> Int32 {
+    package static func memoryFile(_ data: UnsafeRawBufferPointer) throws -> Int32 {
         let fd = dk_memfd("diffkit")
         if fd < 0 { throw SystemError("memfd_create", "memfd", Errno(rawValue: errno)) }
         if data.count > 0 { try writeAll(fd, data, shown: "memfd") }
@@ -138,13 +146,13 @@ public enum Sys {
     }
 
     /// Whether `path` names anything (a dangling symlink included).
-    public static func exists(_ path: [UInt8]) -> Bool {
+    package static func exists(_ path: [UInt8]) -> Bool {
         (try? lstatIfExists(AT_FDCWD, path)) != nil
     }
 
     /// The `stat` of `name` in `dirfd`, not following a final symlink; throws a ``SystemError``
     /// naming `shown` (or `name`).
-    public static func fstatat(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> stat {
+    package static func fstatat(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> stat {
         var st = stat()
         let r = withCString(name) { n in retry { Glibc.fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) } }
         if r != 0 { let e = errno; throw SystemError("lstat", shown() ?? name, errno: e) }
@@ -152,7 +160,7 @@ public enum Sys {
     }
 
     /// lstat relative to `dirfd`; nil when the name does not exist.
-    public static func lstatIfExists(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> stat? {
+    package static func lstatIfExists(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> stat? {
         var st = stat()
         let r = withCString(name) { n in retry { Glibc.fstatat(dirfd, n, &st, AT_SYMLINK_NOFOLLOW) } }
         if r == 0 { return st }
@@ -162,14 +170,14 @@ public enum Sys {
     }
 
     /// The `stat` of an open descriptor; throws a ``SystemError`` naming `shown`.
-    public static func fstat(_ fd: Int32, shown: [UInt8]) throws -> stat {
+    package static func fstat(_ fd: Int32, shown: [UInt8]) throws -> stat {
         var st = stat()
         if retry({ Glibc.fstat(fd, &st) }) != 0 { throw SystemError("fstat", shown, errno: errno) }
         return st
     }
 
     /// The target of symlink `name` in `dirfd`, of any length; throws a ``SystemError``.
-    public static func readlinkat(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> [UInt8] {
+    package static func readlinkat(_ dirfd: Int32, _ name: [UInt8], shown: @autoclosure () -> [UInt8]? = nil) throws -> [UInt8] {
         var size = 256
         while true {
             var buf = [UInt8](repeating: 0, count: size)
@@ -185,7 +193,7 @@ public enum Sys {
     }
 
     /// Write all of `buf`, retrying short writes.
-    public static func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, shown: String) throws {
+    package static func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, shown: String) throws {
         var off = 0
         while off < buf.count {
             let n = retry { Glibc.write(fd, buf.baseAddress! + off, buf.count - off) }
@@ -195,7 +203,7 @@ public enum Sys {
     }
 
     /// Write all of `buf` at byte `offset` of `fd`, retrying short writes; throws a ``SystemError``.
-    public static func pwriteAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, at offset: Int64, shown: [UInt8]) throws {
+    package static func pwriteAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, at offset: Int64, shown: [UInt8]) throws {
         var off = 0
         while off < buf.count {
             let n = retry { Glibc.pwrite(fd, buf.baseAddress! + off, buf.count - off, off_t(offset) + off_t(off)) }
@@ -205,14 +213,14 @@ public enum Sys {
     }
 
     /// Read up to `count` bytes; 0 at end of file.
-    public static func read(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, shown: [UInt8]) throws -> Int {
+    package static func read(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, shown: [UInt8]) throws -> Int {
         let n = retry { Glibc.read(fd, buf, count) }
         if n < 0 { throw SystemError("read", shown, errno: errno) }
         return n
     }
 
     /// The whole content of a small file (records, /proc entries).
-    public static func readFile(_ path: [UInt8]) throws -> [UInt8] {
+    package static func readFile(_ path: [UInt8]) throws -> [UInt8] {
         let fd = try open(path, O_RDONLY)
         defer { close(fd) }
         var out: [UInt8] = []
@@ -227,17 +235,17 @@ public enum Sys {
     // MARK: directories
 
     /// A directory entry as getdents64 gives it: no stat.
-    public struct DirEntry: Sendable {
+    package struct DirEntry: Sendable {
         /// The entry's name (bytes, no `/`).
-        public var name: [UInt8]
+        package var name: [UInt8]
         /// The entry's inode number.
-        public var ino: UInt64
+        package var ino: UInt64
         /// The entry's `DT_*` type (`DT_UNKNOWN` where the filesystem does not tell).
-        public var type: UInt8
+        package var type: UInt8
     }
 
     /// All entries of an open directory except `.` and `..`, sorted by name bytes.
-    public static func readDirectory(_ fd: Int32, shown: [UInt8]) throws -> [DirEntry] {
+    package static func readDirectory(_ fd: Int32, shown: [UInt8]) throws -> [DirEntry] {
         var entries: [DirEntry] = []
         let cap = 65536
         let buf = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 8)
@@ -275,7 +283,7 @@ public enum Sys {
     /// Names of the extended attributes of `path` (not following a final symlink), or of `fd` when
     /// given, or of `name` in directory `dirfd` when given (listxattrat, a short lookup; the path is
     /// then only for messages and for kernels before 6.13).
-    public static func listXattrs(path: [UInt8], fd: Int32 = -1, dirfd: Int32 = -1, name: [UInt8] = []) throws -> [[UInt8]] {
+    package static func listXattrs(path: [UInt8], fd: Int32 = -1, dirfd: Int32 = -1, name: [UInt8] = []) throws -> [[UInt8]] {
         var size = 1024
         while true {
             // A stack buffer: this runs once per entry of every walk, and most answers are empty.
@@ -310,7 +318,7 @@ public enum Sys {
     }
 
     /// The value of one attribute, or nil when it is absent.
-    public static func getXattr(path: [UInt8], fd: Int32 = -1, name: [UInt8]) throws -> [UInt8]? {
+    package static func getXattr(path: [UInt8], fd: Int32 = -1, name: [UInt8]) throws -> [UInt8]? {
         var size = 256
         while true {
             var buf = [UInt8](repeating: 0, count: size)
@@ -328,7 +336,7 @@ public enum Sys {
     }
 
     /// Set an attribute on an open fd, or on a path without following a final symlink. Returns errno (0 on success).
-    public static func setXattr(path: [UInt8], fd: Int32 = -1, name: [UInt8], value: [UInt8]) -> Int32 {
+    package static func setXattr(path: [UInt8], fd: Int32 = -1, name: [UInt8], value: [UInt8]) -> Int32 {
         let r: Int32 = withCString(name) { nm in
             value.withUnsafeBytes { v in
                 fd >= 0 ? dk_fsetxattr(fd, nm, v.baseAddress, v.count)
@@ -355,59 +363,59 @@ public enum Sys {
     static func errnoOf(_ r: Int32) -> Int32 { r == 0 ? 0 : errno }
 
     /// `mkdirat`; throws a ``SystemError``.
-    public static func mkdirat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32,
+    package static func mkdirat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32,
                                shown: @autoclosure () -> [UInt8]? = nil) throws {
         try check(tryMkdirat(dirfd, name, mode: mode) == 0 ? 0 : -1, "mkdir", shown() ?? name)
     }
 
     /// `mkdirat` returning the errno (0 on success), for callers that branch on EEXIST.
-    public static func tryMkdirat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32) -> Int32 {
+    package static func tryMkdirat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32) -> Int32 {
         let r = withCString(name) { n in retry { Glibc.mkdirat(dirfd, n, mode_t(mode)) } }
         return r == 0 ? 0 : errno
     }
 
     /// `mkdir` of a path; throws a ``SystemError``.
-    public static func mkdir(_ path: [UInt8], mode: UInt32) throws {
+    package static func mkdir(_ path: [UInt8], mode: UInt32) throws {
         try mkdirat(AT_FDCWD, path, mode: mode)
     }
 
     /// `mkdir` returning the errno (0 on success), for callers that branch on EEXIST.
-    public static func tryMkdir(_ path: [UInt8], mode: UInt32) -> Int32 { tryMkdirat(AT_FDCWD, path, mode: mode) }
+    package static func tryMkdir(_ path: [UInt8], mode: UInt32) -> Int32 { tryMkdirat(AT_FDCWD, path, mode: mode) }
 
     /// `fchownat` without following a final symlink; throws a ``SystemError`` (`operation` names it).
-    public static func fchownat(_ dirfd: Int32, _ name: [UInt8], uid: UInt32, gid: UInt32, operation: @autoclosure () -> String = "chown",
+    package static func fchownat(_ dirfd: Int32, _ name: [UInt8], uid: UInt32, gid: UInt32, operation: @autoclosure () -> String = "chown",
                                 shown: @autoclosure () -> [UInt8]? = nil) throws {
         let r = withCString(name) { n in retry { Glibc.fchownat(dirfd, n, uid, gid, AT_SYMLINK_NOFOLLOW) } }
         try check(r, operation(), shown() ?? name)
     }
 
     /// `lchown` of a path; throws a ``SystemError``.
-    public static func lchown(_ path: [UInt8], uid: UInt32, gid: UInt32) throws {
+    package static func lchown(_ path: [UInt8], uid: UInt32, gid: UInt32) throws {
         try fchownat(AT_FDCWD, path, uid: uid, gid: gid)
     }
 
     /// `fchown` of an open descriptor; throws a ``SystemError`` naming `shown`.
-    public static func fchown(_ fd: Int32, uid: UInt32, gid: UInt32, operation: @autoclosure () -> String = "chown", shown: [UInt8]) throws {
+    package static func fchown(_ fd: Int32, uid: UInt32, gid: UInt32, operation: @autoclosure () -> String = "chown", shown: [UInt8]) throws {
         try check(retry { Glibc.fchown(fd, uid, gid) }, operation(), shown)
     }
 
     /// `fchmodat` (following a final symlink, as chmod does); throws a ``SystemError``.
-    public static func fchmodat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32, operation: @autoclosure () -> String = "chmod",
+    package static func fchmodat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32, operation: @autoclosure () -> String = "chmod",
                                 shown: @autoclosure () -> [UInt8]? = nil) throws {
         let r = withCString(name) { n in retry { Glibc.fchmodat(dirfd, n, mode_t(mode), 0) } }
         try check(r, operation(), shown() ?? name)
     }
 
     /// `chmod` of a path; throws a ``SystemError``.
-    public static func chmod(_ path: [UInt8], mode: UInt32) throws { try fchmodat(AT_FDCWD, path, mode: mode) }
+    package static func chmod(_ path: [UInt8], mode: UInt32) throws { try fchmodat(AT_FDCWD, path, mode: mode) }
 
     /// `fchmod` of an open descriptor; throws a ``SystemError`` naming `shown`.
-    public static func fchmod(_ fd: Int32, mode: UInt32, operation: @autoclosure () -> String = "chmod", shown: [UInt8]) throws {
+    package static func fchmod(_ fd: Int32, mode: UInt32, operation: @autoclosure () -> String = "chmod", shown: [UInt8]) throws {
         try check(retry { Glibc.fchmod(fd, mode_t(mode)) }, operation(), shown)
     }
 
     /// `utimensat` without following a final symlink (atime, mtime); throws a ``SystemError``.
-    public static func utimensat(_ dirfd: Int32, _ name: [UInt8], times: [timespec],
+    package static func utimensat(_ dirfd: Int32, _ name: [UInt8], times: [timespec],
                                  shown: @autoclosure () -> [UInt8]? = nil) throws {
         var t = times
         let r = withCString(name) { n in retry { Glibc.utimensat(dirfd, n, &t, AT_SYMLINK_NOFOLLOW) } }
@@ -415,93 +423,93 @@ public enum Sys {
     }
 
     /// `futimens` (atime, mtime) of an open descriptor; throws a ``SystemError`` naming `shown`.
-    public static func futimens(_ fd: Int32, times: [timespec], shown: [UInt8]) throws {
+    package static func futimens(_ fd: Int32, times: [timespec], shown: [UInt8]) throws {
         var t = times
         try check(retry { Glibc.futimens(fd, &t) }, "utimes", shown)
     }
 
     /// `unlinkat` (`flags` 0 or `AT_REMOVEDIR`); throws a ``SystemError``.
-    public static func unlinkat(_ dirfd: Int32, _ name: [UInt8], flags: Int32 = 0,
+    package static func unlinkat(_ dirfd: Int32, _ name: [UInt8], flags: Int32 = 0,
                                 shown: @autoclosure () -> [UInt8]? = nil) throws {
         let e = tryUnlinkat(dirfd, name, flags: flags)
         if e != 0 { throw SystemError(flags & AT_REMOVEDIR != 0 ? "rmdir" : "unlink", shown() ?? name, errno: e) }
     }
 
     /// `unlinkat` returning the errno (0 on success), for callers that branch on ENOENT, EISDIR….
-    public static func tryUnlinkat(_ dirfd: Int32, _ name: [UInt8], flags: Int32 = 0) -> Int32 {
+    package static func tryUnlinkat(_ dirfd: Int32, _ name: [UInt8], flags: Int32 = 0) -> Int32 {
         errnoOf(withCString(name) { n in retry { Glibc.unlinkat(dirfd, n, flags) } })
     }
 
     /// `unlink` of a path; throws a ``SystemError``.
-    public static func unlink(_ path: [UInt8]) throws { try unlinkat(AT_FDCWD, path) }
+    package static func unlink(_ path: [UInt8]) throws { try unlinkat(AT_FDCWD, path) }
 
     /// `rmdir` of a path; throws a ``SystemError``.
-    public static func rmdir(_ path: [UInt8]) throws { try unlinkat(AT_FDCWD, path, flags: AT_REMOVEDIR) }
+    package static func rmdir(_ path: [UInt8]) throws { try unlinkat(AT_FDCWD, path, flags: AT_REMOVEDIR) }
 
     /// `rename` of `from` over `to`; throws a ``SystemError`` naming `to`.
-    public static func rename(_ from: [UInt8], _ to: [UInt8]) throws {
+    package static func rename(_ from: [UInt8], _ to: [UInt8]) throws {
         let e = tryRename(from, to)
         if e != 0 { throw SystemError("rename", to, errno: e) }
     }
 
     /// `rename` returning the errno (0 on success), for callers that branch on ENOENT, EXDEV….
-    public static func tryRename(_ from: [UInt8], _ to: [UInt8]) -> Int32 {
+    package static func tryRename(_ from: [UInt8], _ to: [UInt8]) -> Int32 {
         errnoOf(withCString(from) { f in withCString(to) { t in retry { Glibc.rename(f, t) } } })
     }
 
     /// `symlinkat` making `name` in `dirfd` point at `target`; throws a ``SystemError``.
-    public static func symlinkat(_ target: [UInt8], _ dirfd: Int32, _ name: [UInt8],
+    package static func symlinkat(_ target: [UInt8], _ dirfd: Int32, _ name: [UInt8],
                                  shown: @autoclosure () -> [UInt8]? = nil) throws {
         let e = trySymlinkat(target, dirfd, name)
         if e != 0 { throw SystemError("symlink", shown() ?? name, errno: e) }
     }
 
     /// `symlinkat` returning the errno (0 on success), for callers that branch on EEXIST.
-    public static func trySymlinkat(_ target: [UInt8], _ dirfd: Int32, _ name: [UInt8]) -> Int32 {
+    package static func trySymlinkat(_ target: [UInt8], _ dirfd: Int32, _ name: [UInt8]) -> Int32 {
         errnoOf(withCString(target) { t in withCString(name) { n in retry { Glibc.symlinkat(t, dirfd, n) } } })
     }
 
     /// `linkat` (no flags: a final symlink is linked, not followed); throws a ``SystemError``.
-    public static func linkat(_ fromDir: Int32, _ fromName: [UInt8], _ toDir: Int32, _ toName: [UInt8],
+    package static func linkat(_ fromDir: Int32, _ fromName: [UInt8], _ toDir: Int32, _ toName: [UInt8],
                               operation: @autoclosure () -> String = "link", shown: @autoclosure () -> [UInt8]? = nil) throws {
         let e = tryLinkat(fromDir, fromName, toDir, toName)
         if e != 0 { throw SystemError(operation(), shown() ?? toName, errno: e) }
     }
 
     /// `linkat` returning the errno (0 on success), for callers that branch on EEXIST.
-    public static func tryLinkat(_ fromDir: Int32, _ fromName: [UInt8], _ toDir: Int32, _ toName: [UInt8]) -> Int32 {
+    package static func tryLinkat(_ fromDir: Int32, _ fromName: [UInt8], _ toDir: Int32, _ toName: [UInt8]) -> Int32 {
         errnoOf(withCString(fromName) { f in withCString(toName) { t in retry { Glibc.linkat(fromDir, f, toDir, t, 0) } } })
     }
 
     /// `mknod` of a path (`mode` with the file type); throws a ``SystemError``.
-    public static func mknod(_ path: [UInt8], mode: UInt32, dev: UInt64) throws {
+    package static func mknod(_ path: [UInt8], mode: UInt32, dev: UInt64) throws {
         let e = mknodat(AT_FDCWD, path, mode: mode, dev: dev)
         if e != 0 { throw SystemError("mknod", path, errno: e) }
     }
 
     /// `ftruncate`; throws a ``SystemError`` naming `shown`.
-    public static func ftruncate(_ fd: Int32, size: Int64, shown: [UInt8]) throws {
+    package static func ftruncate(_ fd: Int32, size: Int64, shown: [UInt8]) throws {
         try check(retry { Glibc.ftruncate(fd, off_t(size)) }, "truncate", shown)
     }
 
     /// `fsync`; throws a ``SystemError`` naming `shown`.
-    public static func fsync(_ fd: Int32, shown: [UInt8]) throws {
+    package static func fsync(_ fd: Int32, shown: [UInt8]) throws {
         try check(retry { Glibc.fsync(fd) }, "fsync", shown)
     }
 
     /// `lseek` to `offset` from the start; throws a ``SystemError`` naming `shown`.
-    public static func seek(_ fd: Int32, to offset: Int64, shown: [UInt8]) throws {
+    package static func seek(_ fd: Int32, to offset: Int64, shown: [UInt8]) throws {
         if Glibc.lseek(fd, off_t(offset), SEEK_SET) < 0 { let e = errno; throw SystemError("lseek", shown, errno: e) }
     }
 
     /// `flock` (`LOCK_SH`/`LOCK_EX`, with `LOCK_NB`) returning the errno (0 on success), for
     /// callers that branch on EWOULDBLOCK; EINTR is retried.
-    public static func tryFlock(_ fd: Int32, _ operation: Int32) -> Int32 {
+    package static func tryFlock(_ fd: Int32, _ operation: Int32) -> Int32 {
         errnoOf(retry { flock(fd, operation) })
     }
 
     /// A pipe: its read and write ends; throws a ``SystemError`` naming `shown`.
-    public static func pipe(shown: [UInt8]) throws -> (read: Int32, write: Int32) {
+    package static func pipe(shown: [UInt8]) throws -> (read: Int32, write: Int32) {
         // Close-on-exec: a process the caller starts meanwhile (a library user's, or a mount
         // helper's child) must not hold a write end, or the reader never sees the end.
         var fds: [Int32] = [-1, -1]
@@ -510,7 +518,7 @@ public enum Sys {
     }
 
     /// `mkdtemp`: a new directory named after `template` (ending in `XXXXXX`); its path.
-    public static func makeTemporaryDirectory(_ template: [UInt8]) throws -> [UInt8] {
+    package static func makeTemporaryDirectory(_ template: [UInt8]) throws -> [UInt8] {
         var t = template.map { CChar(bitPattern: $0) } + [0]
         guard let p = t.withUnsafeMutableBufferPointer({ Glibc.mkdtemp($0.baseAddress!) }) else {
             let e = errno
@@ -520,37 +528,37 @@ public enum Sys {
     }
 
     /// A device number from its major and minor parts.
-    public static func makedev(_ major: UInt32, _ minor: UInt32) -> UInt64 { dk_makedev(major, minor) }
+    package static func makedev(_ major: UInt32, _ minor: UInt32) -> UInt64 { dk_makedev(major, minor) }
     /// The major part of a device number.
-    public static func major(_ dev: UInt64) -> UInt32 { dk_major(dev) }
+    package static func major(_ dev: UInt64) -> UInt32 { dk_major(dev) }
     /// The minor part of a device number.
-    public static func minor(_ dev: UInt64) -> UInt32 { dk_minor(dev) }
+    package static func minor(_ dev: UInt64) -> UInt32 { dk_minor(dev) }
 
     /// Make device, fifo or socket node `name` in `dirfd`; returns 0, or the errno on failure.
-    public static func mknodat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32, dev: UInt64) -> Int32 {
+    package static func mknodat(_ dirfd: Int32, _ name: [UInt8], mode: UInt32, dev: UInt64) -> Int32 {
         let r = withCString(name) { n in dk_mknodat(dirfd, n, mode, dev) }
         return r == 0 ? 0 : errno
     }
 
     /// `copy_file_range(2)` of up to `count` bytes at both descriptors' offsets; returns the bytes
     /// copied, 0 at end of file, -1 on failure (see `errno`).
-    public static func copyFileRange(from: Int32, to: Int32, count: Int) -> Int {
+    package static func copyFileRange(from: Int32, to: Int32, count: Int) -> Int {
         dk_copy_file_range(from, to, count)
     }
 
     /// Share `src`'s data with `dst` (the `FICLONE` reflink ioctl); false where the filesystem cannot.
-    public static func ficlone(dst: Int32, src: Int32) -> Bool { dk_ficlone(dst, src) == 0 }
+    package static func ficlone(dst: Int32, src: Int32) -> Bool { dk_ficlone(dst, src) == 0 }
 
     /// When `fd` is a pipe, let it hold `size` bytes, so a writer of large chunks does not stall
     /// on every 64 KiB the reader has not taken yet (best effort; limited by pipe-max-size).
-    public static func growPipe(_ fd: Int32, to size: Int32 = 1 << 20) {
+    package static func growPipe(_ fd: Int32, to size: Int32 = 1 << 20) {
         var st = stat()
         guard Glibc.fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFIFO else { return }
         _ = dk_set_pipe_size(fd, size)
     }
 
     /// The `f_type` magic number of the filesystem holding `fd` (`fstatfs(2)`), nil on failure.
-    public static func filesystemType(_ fd: Int32) -> Int64? {
+    package static func filesystemType(_ fd: Int32) -> Int64? {
         var t: Int64 = 0
         return dk_statfs_type(fd, &t) == 0 ? t : nil
     }

@@ -23,7 +23,9 @@ public final class AufsDriver: Driver {
     /// `aufs`.
     public let name = "aufs"
     /// The driver's directory (`diff`, `layers`, `mnt` below it).
-    public let home: [UInt8]
+    public var home: FilePath { FilePath(bytes: homeDir) }
+    /// `home` as bytes.
+    package let homeDir: [UInt8]
     /// The store's ID map; new layer roots are owned by its root pair.
     public let idMap: IDMap
     /// The kernel has aufs (listed in /proc/filesystems).
@@ -51,7 +53,7 @@ public final class AufsDriver: Driver {
         if ["aufs", "btrfs", "ecryptfs"].contains(fs) {
             throw DriverError.notSupported(driver: "aufs", reason: "\(Bytes.string(home)) is on \(fs), which aufs cannot be stacked on")
         }
-        self.home = home
+        self.homeDir = home
         self.idMap = idMap
         backingFS = fs
         mountOptions = extra
@@ -72,9 +74,9 @@ public final class AufsDriver: Driver {
         dirperm1 = moduleLoaded && AufsDriver.probeDirperm1(home)
     }
 
-    func diffDir(_ id: String) -> [UInt8] { home + Bytes.of("/diff/" + id) }
-    func mountPoint(_ id: String) -> [UInt8] { home + Bytes.of("/mnt/" + id) }
-    func layersFile(_ id: String) -> [UInt8] { home + Bytes.of("/layers/" + id) }
+    func diffDir(_ id: String) -> [UInt8] { homeDir + Bytes.of("/diff/" + id) }
+    func mountPoint(_ id: String) -> [UInt8] { homeDir + Bytes.of("/mnt/" + id) }
+    func layersFile(_ id: String) -> [UInt8] { homeDir + Bytes.of("/layers/" + id) }
 
     /// The layer's ancestors, nearest first.
     func parents(_ id: String) throws -> [String] {
@@ -145,7 +147,10 @@ public final class AufsDriver: Driver {
 
     /// The layer's view: its branch when it has no parents, else the union mounted at `mnt/ID`
     /// (throws `DriverError.notSupported` without the aufs module).
-    public func get(id: String) throws -> [UInt8] {
+    public func get(id: String) throws -> FilePath { FilePath(bytes: try layerRoot(id)) }
+
+    /// The layer's root as bytes (``get(id:)``).
+    package func layerRoot(_ id: String) throws -> [UInt8] {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         let chain = try parents(id)
@@ -197,13 +202,13 @@ public final class AufsDriver: Driver {
 
     /// Name/value pairs for `difftool status`: home, backing filesystem, layer count, `dirperm1`, module.
     public func status() -> [(String, String)] {
-        let layers = home + Bytes.of("/layers")
+        let layers = homeDir + Bytes.of("/layers")
         let count = (try? Sys.open(layers, O_RDONLY | O_DIRECTORY)).map { fd -> Int in
             defer { Sys.close(fd) }
             return ((try? Sys.readDirectory(fd, shown: layers)) ?? []).filter { $0.type != 4 && !Bytes.string($0.name).hasSuffix(".tmp") }.count
         } ?? 0
         return [
-            ("Root Dir", Bytes.string(home)), ("Backing Filesystem", backingFS), ("Dirs", String(count)),
+            ("Root Dir", Bytes.string(homeDir)), ("Backing Filesystem", backingFS), ("Dirs", String(count)),
             ("Dirperm1 Supported", String(dirperm1)),
             ("Module", moduleLoaded ? "loaded" : "absent (layers with parents cannot be mounted)"),
         ]
@@ -232,14 +237,14 @@ public final class AufsDriver: Driver {
 
     /// The branch is the change set when `parent` is the nearest ancestor (or both are absent).
     public func diffDirectory(id: String, parent: String?) throws -> LayerDiffDirectory? {
-        guard let b = try branch(id: id), b.lowers.first == parent.map(diffDir) else { return nil }
+        guard let b = try branch(id: id), b.lowerBytes.first == parent.map(diffDir) else { return nil }
         return b
     }
 
     /// An import writes the branch directly, whiteouts kept as `.wh.` files (aufs's own form),
     /// unless the branch has content or is mounted.
     public func applyDirectory(id: String) throws -> LayerDiffDirectory? {
-        guard let b = try branch(id: id), try isFreshBranch(b.directory, mountPoint: mountPoint(id)) else { return nil }
+        guard let b = try branch(id: id), try isFreshBranch(b.directoryBytes, mountPoint: mountPoint(id)) else { return nil }
         return b
     }
 

@@ -35,19 +35,19 @@ final class BtrfsSendState: Sendable {
 }
 
 extension BtrfsDriver {
-    var sendDirectory: [UInt8] { home + Bytes.of("/.send") }
+    var sendDirectory: [UInt8] { homeDir + Bytes.of("/.send") }
 
     /// The changes of `id` against `parent` from a send stream, given to `body` with the root to
     /// read the layer's files from (a read-only snapshot of it, valid during `body`); nil when
     /// send cannot be used (the reason is kept for `status`).
-    public func withFilesystemChanges<R>(id: String, parent: String?, _ body: (_ changes: [Change], _ root: [UInt8]) throws -> R) throws -> R? {
+    public func withFilesystemChanges<R>(id: String, parent: String?, _ body: (_ changes: [Change], _ root: FilePath) throws -> R) throws -> R? {
         guard let parent else { return nil }
         var fallback: String? = nil
         let result: R? = try withSendSnapshots(id: id, parent: parent, reason: { fallback = $0 }) { layer, parentRoot, layerFd, paths in
             let changes = try TreeDiff.changes(base: parentRoot, layer: layer, at: paths, snapshots: true) { inode in
                 try Btrfs.inodePaths(layerFd, inode, shown: layer)
             }
-            return try body(changes, layer)
+            return try body(changes, FilePath(bytes: layer))
         }
         if let fallback { sendState.state.withLock { $0.lastFallback = "layer \(id): \(fallback)" } }
         return result

@@ -20,7 +20,9 @@ public final class BtrfsDriver: Driver {
     /// `btrfs`.
     public let name = "btrfs"
     /// The driver's directory, which must be on btrfs.
-    public let home: [UInt8]
+    public var home: FilePath { FilePath(bytes: homeDir) }
+    /// `home` as bytes.
+    package let homeDir: [UInt8]
     /// The store's ID map; new layer roots are owned by its root pair.
     public let idMap: IDMap
     /// `btrfs.min_space`: the smallest size a layer may be limited to; setting it turns quotas on.
@@ -54,7 +56,7 @@ public final class BtrfsDriver: Driver {
         guard fs == "btrfs" else {
             throw DriverError.notSupported(driver: "btrfs", reason: "\(Bytes.string(home)) is on \(fs), not btrfs")
         }
-        self.home = home
+        self.homeDir = home
         self.idMap = idMap
         self.minSpace = minSpace
         let root = idMap.rootPair
@@ -64,14 +66,14 @@ public final class BtrfsDriver: Driver {
         if minSpace != nil { try enableQuota() }
     }
 
-    var subvolumes: [UInt8] { home + Bytes.of("/subvolumes") }
+    var subvolumes: [UInt8] { homeDir + Bytes.of("/subvolumes") }
     func subvolume(_ id: String) -> [UInt8] { subvolumes + Bytes.of("/" + id) }
-    func quotaFile(_ id: String) -> [UInt8] { home + Bytes.of("/quotas/" + id) }
+    func quotaFile(_ id: String) -> [UInt8] { homeDir + Bytes.of("/quotas/" + id) }
 
     // MARK: quotas
 
     private func withHome<R>(_ body: (Int32) throws -> R) throws -> R {
-        let fd = try Sys.open(home, O_RDONLY | O_DIRECTORY)
+        let fd = try Sys.open(homeDir, O_RDONLY | O_DIRECTORY)
         defer { Sys.close(fd) }
         return try body(fd)
     }
@@ -80,7 +82,7 @@ public final class BtrfsDriver: Driver {
     func quotaEnabled() throws -> Bool {
         try quotaOn.withLock { known in
             if let q = known { return q }
-            let q = try withHome { try Btrfs.quotaEnabled($0, shown: home) }
+            let q = try withHome { try Btrfs.quotaEnabled($0, shown: homeDir) }
             known = q
             return q
         }
@@ -88,7 +90,7 @@ public final class BtrfsDriver: Driver {
 
     private func enableQuota() throws {
         if try quotaEnabled() { return }
-        try withHome { try Btrfs.setQuota($0, enabled: true, shown: home) }
+        try withHome { try Btrfs.setQuota($0, enabled: true, shown: homeDir) }
         quotaOn.withLock { $0 = true }
     }
 
@@ -200,7 +202,7 @@ public final class BtrfsDriver: Driver {
                 throw e
             }
         }
-        if quota { try withHome { try Btrfs.rescanQuota($0, shown: home) } }
+        if quota { try withHome { try Btrfs.rescanQuota($0, shown: homeDir) } }
     }
 
     /// Nested subvolumes first (a directory whose inode number is 256 is a subvolume's root),
@@ -243,7 +245,10 @@ public final class BtrfsDriver: Driver {
     // MARK: get / put
 
     /// The subvolume's path (nothing is mounted); a stored size is applied again.
-    public func get(id: String) throws -> [UInt8] {
+    public func get(id: String) throws -> FilePath { FilePath(bytes: try layerRoot(id)) }
+
+    /// The layer's root as bytes (``get(id:)``).
+    package func layerRoot(_ id: String) throws -> [UInt8] {
         try validate(id: id)
         let path = subvolume(id)
         guard let st = try? Sys.fstatat(AT_FDCWD, path), st.st_mode & S_IFMT == S_IFDIR else {

@@ -60,31 +60,31 @@ public enum ConformanceSuite {
         scenario("CreateEmpty: a new layer is an empty directory, removable") {
             try d.create(id: "empty", parent: nil, options: [:])
             try require(d.exists(id: "empty"), "exists() is false after create")
-            let root = try d.get(id: "empty")
+            let root = try d.getBytes(id: "empty")
             defer { try? d.put(id: "empty") }
             try require(try listing(root).isEmpty, "not empty: \(try listing(root))")
         }
         scenario("CreateBase: files written into a base layer are read back") {
             try d.create(id: "base", parent: nil, options: [:])
-            let root = try d.get(id: "base")
+            let root = try d.getBytes(id: "base")
             try write(root, "etc/hosts", "127.0.0.1 localhost\n")
             try write(root, "bin/sh", "#!/bin/true\n", mode: 0o755)
             try write(root, "gone/x", "x")
             try d.put(id: "base")
-            let again = try d.get(id: "base")
+            let again = try d.getBytes(id: "base")
             defer { try? d.put(id: "base") }
             try require(try listing(again) == ["bin directory 0", "bin/sh regular 12", "etc directory 0", "etc/hosts regular 20",
                                                "gone directory 0", "gone/x regular 1"], "base reads back as \(try listing(again))")
         }
         scenario("CreateSnap: a child sees its parent; its writes do not reach the parent") {
             try d.create(id: "child", parent: "base", options: [:])
-            let root = try d.get(id: "child")
+            let root = try d.getBytes(id: "child")
             defer { try? d.put(id: "child") }
             try require(try listing(root).contains("etc/hosts regular 20"), "the child does not see the parent's files")
             try write(root, "etc/hosts", "10.0.0.1 changed\n")
             try write(root, "new/file", "new")
             try removeTree(AT_FDCWD, root + Bytes.of("/gone"))
-            let parent = try d.get(id: "base")
+            let parent = try d.getBytes(id: "base")
             defer { try? d.put(id: "base") }
             try require(try listing(parent).contains("etc/hosts regular 20") && !(try listing(parent).contains { $0.hasPrefix("new") })
                         && (try listing(parent).contains("gone/x regular 1")), "the parent changed")
@@ -108,9 +108,9 @@ public enum ConformanceSuite {
 
             try d.create(id: "applied", parent: "base", options: [:])
             _ = try d.applyDiff(id: "applied", from: try TarReader(fd: out, name: "child.tar"), name: "child.tar", options: ApplyOptions())
-            let a = try d.get(id: "applied")
+            let a = try d.getBytes(id: "applied")
             defer { try? d.put(id: "applied") }
-            let c = try d.get(id: "child")
+            let c = try d.getBytes(id: "child")
             defer { try? d.put(id: "child") }
             try require(try listing(a) == listing(c), "applied \(try listing(a)) != child \(try listing(c))")
         }
@@ -119,18 +119,18 @@ public enum ConformanceSuite {
             for i in 1...20 {
                 let id = "deep\(i)"
                 try d.create(id: id, parent: parent, options: [:])
-                let root = try d.get(id: id)
+                let root = try d.getBytes(id: id)
                 try write(root, "deep/f\(i)", "\(i)")
                 try d.put(id: id)
                 parent = id
             }
-            let top = try d.get(id: parent)
+            let top = try d.getBytes(id: parent)
             defer { try? d.put(id: parent) }
             let files = try listing(top).filter { $0.hasPrefix("deep/f") }
             try require(files.count == 20, "the top sees \(files.count) of 20 files")
         }
         scenario("Errors: unknown layers and parents are refused") {
-            try require((try? d.get(id: "missing")) == nil, "get of a missing layer succeeded")
+            try require((try? d.getBytes(id: "missing")) == nil, "get of a missing layer succeeded")
             try require((try? d.create(id: "orphan", parent: "missing", options: [:])) == nil, "create on a missing parent succeeded")
             try require(!d.exists(id: "orphan"), "a failed create left the layer behind")
         }

@@ -11,7 +11,7 @@ public protocol Driver: AnyObject, Sendable {
     /// `vfs`, `overlay2`, `btrfs`, `aufs`.
     var name: String { get }
     /// The driver's own directory, below the store's home.
-    var home: [UInt8] { get }
+    var home: FilePath { get }
     /// Owner of layer roots (the ID map's root pair).
     var idMap: IDMap { get }
 
@@ -23,7 +23,7 @@ public protocol Driver: AnyObject, Sendable {
     /// Remove layer `id` and everything the driver keeps for it.
     func remove(id: String) throws
     /// The layer's root directory, ready to read (mounted if needed); reference counted.
-    func get(id: String) throws -> [UInt8]
+    func get(id: String) throws -> FilePath
     /// Release one reference taken by ``get(id:)`` (the last one unmounts, where the driver mounts).
     func put(id: String) throws
     /// Whether the layer's view is there without a new mount: always, for a driver that does
@@ -54,7 +54,7 @@ public protocol Driver: AnyObject, Sendable {
     /// The layer's changes against `parent` as the filesystem knows them (btrfs send), given to
     /// `body` with the root to read the layer's files from (valid during `body`); nil where the
     /// driver has none, and the trees are compared.
-    func withFilesystemChanges<R>(id: String, parent: String?, _ body: (_ changes: [Change], _ root: [UInt8]) throws -> R) throws -> R?
+    func withFilesystemChanges<R>(id: String, parent: String?, _ body: (_ changes: [Change], _ root: FilePath) throws -> R) throws -> R?
     /// A layer with the content of `template` and the parent `parent` (containers/storage's
     /// CreateFromTemplate): by default a child of the template.
     func createFromTemplate(id: String, template: String, parent: String?, readWrite: Bool, options: [String: String]) throws
@@ -62,9 +62,14 @@ public protocol Driver: AnyObject, Sendable {
     func readWriteDiskUsage(id: String) throws -> DiskUsage
     /// An open descriptor (read-only) of the regular file at `path` in layer `id`'s view, resolved
     /// inside it (containers/storage's DiffGetter, for re-exporting a layer byte for byte).
-    func openFile(id: String, path: [UInt8]) throws -> Int32
+    func openFile(id: String, path: EntryPath) throws -> FileDescriptor
     /// `openFile` for many files: `body` gets an opener valid for its duration.
-    func withFiles<R>(id: String, _ body: ((_ path: [UInt8]) throws -> Int32) throws -> R) throws -> R
+    func withFiles<R>(id: String, _ body: ((_ path: EntryPath) throws -> FileDescriptor) throws -> R) throws -> R
+}
+
+extension Driver {
+    /// ``get(id:)`` as bytes, for the package's byte-path code.
+    package func getBytes(id: String) throws -> [UInt8] { Bytes.of(try get(id: id)) }
 }
 
 /// What `readWriteDiskUsage` reports: bytes (each inode once) and the number of inodes.
@@ -79,17 +84,32 @@ public struct DiskUsage: Sendable, Equatable {
 /// `lowers` (the directories below it, nearest first).
 public struct LayerDiffDirectory: Sendable {
     /// The directory that holds the layer's changes.
-    public var directory: [UInt8]
+    public var directory: FilePath {
+        get { FilePath(bytes: directoryBytes) }
+        set { directoryBytes = Bytes.of(newValue) }
+    }
     /// The form its deletions and opaque directories take.
     public var whiteouts: WhiteoutForm
     /// The directories below it, nearest first.
-    public var lowers: [[UInt8]]
+    public var lowers: [FilePath] {
+        get { lowerBytes.map { FilePath(bytes: $0) } }
+        set { lowerBytes = Bytes.of(newValue) }
+    }
+    /// `directory` as bytes.
+    package var directoryBytes: [UInt8]
+    /// `lowers` as bytes.
+    package var lowerBytes: [[UInt8]]
 
     /// A change set in `directory` with deletions in `whiteouts` form, over `lowers`.
-    public init(directory: [UInt8], whiteouts: WhiteoutForm, lowers: [[UInt8]]) {
-        self.directory = directory
+    public init(directory: FilePath, whiteouts: WhiteoutForm, lowers: [FilePath]) {
+        self.init(directory: Bytes.of(directory), whiteouts: whiteouts, lowers: Bytes.of(lowers))
+    }
+
+    /// `init(directory:whiteouts:lowers:)` with byte paths.
+    package init(directory: [UInt8], whiteouts: WhiteoutForm, lowers: [[UInt8]]) {
+        self.directoryBytes = directory
         self.whiteouts = whiteouts
-        self.lowers = lowers
+        self.lowerBytes = lowers
     }
 }
 

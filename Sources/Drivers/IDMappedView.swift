@@ -26,7 +26,7 @@ import Glibc
 /// A mapped view of a layer, as `LayerStore.mount(id:idMap:options:)` made it.
 public struct MappedView: Sendable, Equatable {
     /// The view's root directory.
-    public var path: [UInt8]
+    public var path: FilePath
     /// nil when the view is an ID-mapped mount of the layer; otherwise it is a copy with its
     /// owners rewritten, and this says why an ID-mapped mount could not be made.
     public var fallbackReason: String?
@@ -112,7 +112,7 @@ extension LayerStore {
     /// one layer coexist. The identity map is the plain `mount(id:)`. Where ID-mapped mounts are
     /// impossible, see `MappedViewOptions.allowChownFallback`.
     public func mount(id: String, idMap: IDMap, options: MappedViewOptions = MappedViewOptions()) throws -> MappedView {
-        if try isPlainView(id, idMap) { return MappedView(path: Bytes.of(try mount(id: id)), fallbackReason: nil) }
+        if try isPlainView(id, idMap) { return MappedView(path: try mount(id: id), fallbackReason: nil) }
         return try reading(id) {
             _ = try record(id)
             return try withLock {
@@ -123,7 +123,7 @@ extension LayerStore {
                 if n > 0 && Sys.isMountRoot(merged) {
                     try setViewCount(key, n + 1)
                     let reason = (try? Sys.readFile(dir + Bytes.of("/fallback"))).map { String(decoding: $0, as: UTF8.self) }
-                    return MappedView(path: merged, fallbackReason: reason)
+                    return MappedView(path: FilePath(bytes: merged), fallbackReason: reason)
                 }
                 try tearDownView(id, key)
                 let reason: String?
@@ -134,7 +134,7 @@ extension LayerStore {
                     throw error
                 }
                 try setViewCount(key, 1)
-                return MappedView(path: merged, fallbackReason: reason)
+                return MappedView(path: FilePath(bytes: merged), fallbackReason: reason)
             }
         }
     }
@@ -211,7 +211,7 @@ extension LayerStore {
             if try d.parents(id).isEmpty { return .directory(d.diffDir(id)) }
             return .none("the aufs driver does not mount a union of ID-mapped branches")
         default:
-            let dir = try driver.get(id: id)
+            let dir = try driver.getBytes(id: id)
             try driver.put(id: id)
             return .directory(dir)
         }
@@ -322,7 +322,7 @@ extension LayerStore {
     private func makeChownedCopy(_ id: String, _ map: IDMap, _ dir: [UInt8]) throws {
         let copy = dir + Bytes.of("/copy")
         try makeDirectory(copy, mode: 0o755, uid: 0, gid: 0)
-        let source = try driver.get(id: id)
+        let source = try driver.getBytes(id: id)
         defer { try? driver.put(id: id) }
         let st = try Sys.fstatat(AT_FDCWD, source)
         let root = map.toHost(uid: st.st_uid, gid: st.st_gid) ?? map.rootPair

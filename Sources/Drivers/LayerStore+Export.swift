@@ -133,11 +133,11 @@ extension LayerStore {
             }
             try LayerWriter(tar: TarWriter(fd: fd, name: name), root: root, options: options).write(changes: changes)
         }
-        if let b = try driver.branch(id: id) { return try write(b.directory, b.lowers) }
-        let root = try driver.get(id: id)
+        if let b = try driver.branch(id: id) { return try write(b.directoryBytes, b.lowerBytes) }
+        let root = try driver.getBytes(id: id)
         defer { try? driver.put(id: id) }
         guard let parent else { return try write(root, []) }
-        let parentRoot = try driver.get(id: parent)
+        let parentRoot = try driver.getBytes(id: parent)
         defer { try? driver.put(id: parent) }
         try write(root, [parentRoot])
     }
@@ -150,7 +150,7 @@ extension LayerStore {
         let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { buf.deallocate() }
         Sys.growPipe(fd)
-        try driver.withFiles(id: id) { open in
+        try driver.withFiles(id: id) { openFile in
             while let segment = try reader.next() {
                 if isCancelled?() == true { throw CancellationError() }
                 switch segment {
@@ -158,7 +158,7 @@ extension LayerStore {
                     try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: name) }
                 case let .file(stored, size, crc):
                     let path = Array(LayerPath.components(stored).joined(separator: [LayerPath.slash]))
-                    let file = try open(path)
+                    let file = try openFile(EntryPath(path)).rawValue
                     defer { Sys.close(file) }
                     var left = size
                     var sum: UInt32 = 0

@@ -115,8 +115,8 @@ extension LayerStore {
 
     /// The TreeStamp of the layer's own files: its branch (union drivers) or its directory.
     func stamp(_ id: String) throws -> String {
-        if let b = try driver.branch(id: id) { return try TreeStamp.of(b.directory) }
-        let dir = try driver.get(id: id)
+        if let b = try driver.branch(id: id) { return try TreeStamp.of(b.directoryBytes) }
+        let dir = try driver.getBytes(id: id)
         defer { try? driver.put(id: id) }
         return try TreeStamp.of(dir)
     }

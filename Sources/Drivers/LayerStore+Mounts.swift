@@ -33,7 +33,7 @@ extension LayerStore {
             _ = try record(id)
             return try withLock {
                 var n = mountCount(id)
-                let path = try driver.get(id: id)
+                let path = try driver.getBytes(id: id)
                 if n > 0 && !driver.isMounted(id: id) { n = 0 }
                 // The driver counts references per process; the store's count is across them.
                 if n > 0 { try driver.put(id: id) }

@@ -96,7 +96,7 @@ public enum Migration {
 extension AufsDriver {
     /// Every layer of the store with its parent, from the `layers/` files.
     public func layers() throws -> [Migration.Layer] {
-        let dir = home + Bytes.of("/layers")
+        let dir = homeDir + Bytes.of("/layers")
         let fd = try Sys.open(dir, O_RDONLY | O_DIRECTORY)
         defer { Sys.close(fd) }
         return try Sys.readDirectory(fd, shown: dir).compactMap { e in

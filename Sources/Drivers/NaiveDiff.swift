@@ -20,7 +20,7 @@ extension Driver {
     /// Default: false, a child's files are not snapshots of its parent's.
     public var layersAreSnapshots: Bool { false }
     /// Default: nil, the filesystem keeps no change list.
-    public func withFilesystemChanges<R>(id: String, parent: String?, _ body: (_ changes: [Change], _ root: [UInt8]) throws -> R) throws -> R? { nil }
+    public func withFilesystemChanges<R>(id: String, parent: String?, _ body: (_ changes: [Change], _ root: FilePath) throws -> R) throws -> R? { nil }
     /// Default: true, the driver does not mount.
     public func isMounted(id: String) -> Bool { true }
 
@@ -35,30 +35,31 @@ extension Driver {
 
     /// From the layer's branch, then the branches below (containers/storage's DiffGetter, no
     /// mount); without branches, from the mounted view.
-    public func openFile(id: String, path: [UInt8]) throws -> Int32 {
-        try withFiles(id: id) { open in try open(path) }
+    public func openFile(id: String, path: EntryPath) throws -> FileDescriptor {
+        try withFiles(id: id) { openFile in try openFile(path) }
     }
 
     /// Run `body` with an opener of layer `id`'s regular files by path (read-only, resolved
     /// inside the layer): the branches' (or the mounted view's) root descriptors are opened once,
     /// so a caller opening many files (a byte-exact export) pays for the roots once.
-    public func withFiles<R>(id: String, _ body: ((_ path: [UInt8]) throws -> Int32) throws -> R) throws -> R {
-        if let b = try branch(id: id) { return try Self.withRoots([b.directory] + b.lowers, body) }
-        let dir = try get(id: id)
+    public func withFiles<R>(id: String, _ body: ((_ path: EntryPath) throws -> FileDescriptor) throws -> R) throws -> R {
+        if let b = try branch(id: id) { return try Self.withRoots([b.directoryBytes] + b.lowerBytes, body) }
+        let dir = try getBytes(id: id)
         defer { try? put(id: id) }
         return try Self.withRoots([dir], body)
     }
 
     /// The file at a path in the first of `roots` that has it, resolved inside that root.
-    private static func withRoots<R>(_ roots: [[UInt8]], _ body: ((_ path: [UInt8]) throws -> Int32) throws -> R) throws -> R {
+    private static func withRoots<R>(_ roots: [[UInt8]], _ body: ((_ path: EntryPath) throws -> FileDescriptor) throws -> R) throws -> R {
         var fds: [Int32] = []
         defer { fds.forEach(Sys.close) }
         for root in roots { fds.append(try Sys.open(root, O_RDONLY | O_DIRECTORY)) }
-        return try body { path in
+        return try body { name in
+            let path = name.bytes
             var last = ENOENT
             for rootfd in fds {
                 let (fd, err) = Sys.openInRoot(rootfd, path, O_RDONLY | O_NOFOLLOW)
-                if fd >= 0 { return fd }
+                if fd >= 0 { return FileDescriptor(rawValue: fd) }
                 last = err
                 if err != ENOENT { break }
             }
@@ -69,10 +70,10 @@ extension Driver {
     /// The writable part: the layer's branch, else its mounted view.
     public func readWriteDiskUsage(id: String) throws -> DiskUsage {
         if let b = try branch(id: id) {
-            let u = try Sizes.directoryUsage(b.directory)
+            let u = try Sizes.directoryUsage(b.directoryBytes)
             return DiskUsage(size: u.size, inodes: u.inodes)
         }
-        let dir = try get(id: id)
+        let dir = try getBytes(id: id)
         defer { try? put(id: id) }
         let u = try Sizes.directoryUsage(dir)
         return DiskUsage(size: u.size, inodes: u.inodes)
@@ -85,7 +86,7 @@ extension Driver {
         // A plain directory cannot record deletions: only a union branch is a change set.
         if d.whiteouts == .plain { return try naiveChanges(id: id, parent: parent) }
         if let o = self as? Overlay2Driver, o.readsThroughViews { return try o.upperChanges(id: id, parent: parent, d) }
-        return try BranchChanges.changes(upper: d.directory, lowers: d.lowers, form: d.whiteouts)
+        return try BranchChanges.changes(upper: d.directoryBytes, lowers: d.lowerBytes, form: d.whiteouts)
     }
 
     /// The layer as a tar of its changes against `parent` (a full tar without parent).
@@ -101,7 +102,7 @@ extension Driver {
         if let o = self as? Overlay2Driver { return try o.exportUpper(id: id, parent: parent, d, to: fd, name: name, options: options) }
         var options = options
         options.idMap = idMap
-        try Layers.export(directory: d.directory, to: fd, name: name, options: options, whiteouts: d.whiteouts)
+        try Layers.export(directory: d.directoryBytes, to: fd, name: name, options: options, whiteouts: d.whiteouts)
     }
 
     /// Apply a layer tar onto layer `id` (created on its parent); returns the applied size: the
@@ -113,10 +114,10 @@ extension Driver {
         }
         var options = options
         options.whiteouts = d.whiteouts
-        options.parentTemplates = d.lowers.map { FilePath(bytes: $0) }
+        options.parentTemplates = d.lowers
         options.idMap = try storeMap(options.idMap)
-        _ = try Applier(root: d.directory, options: options).apply(reader, archive: name)
-        return try Sizes.directorySize(d.directory)
+        _ = try Applier(root: d.directoryBytes, options: options).apply(reader, archive: name)
+        return try Sizes.directorySize(d.directoryBytes)
     }
 
     /// The size of the layer's changes against `parent`.
@@ -124,7 +125,7 @@ extension Driver {
         if let c = try withFilesystemChanges(id: id, parent: parent, { c, _ in c }) { return Sizes.changesSize(c) }
         guard let d = try diffDirectory(id: id, parent: parent) else { return try naiveDiffSize(id: id, parent: parent) }
         if let o = self as? Overlay2Driver, o.readsThroughViews { return Sizes.changesSize(try o.upperChanges(id: id, parent: parent, d)) }
-        return try Sizes.directorySize(d.directory)
+        return try Sizes.directorySize(d.directoryBytes)
     }
 
     /// Both trees mounted, compared (moby's ChangesDirs).
@@ -144,7 +145,7 @@ extension Driver {
     /// The tar applied to the layer's mounted view (which shows its parent's content): deletions
     /// are plain deletions there, whatever the driver keeps on disk.
     public func naiveApplyDiff(id: String, from reader: TarReader, name: String, options: ApplyOptions) throws -> Int64 {
-        let dir = try get(id: id)
+        let dir = try getBytes(id: id)
         defer { try? put(id: id) }
         var options = options
         options.whiteouts = .plain
@@ -166,10 +167,10 @@ extension Driver {
     }
 
     func withLayers<R>(_ id: String, _ parent: String?, _ body: ([UInt8], [UInt8]?) throws -> R) throws -> R {
-        let dir = try get(id: id)
+        let dir = try getBytes(id: id)
         defer { try? put(id: id) }
         guard let parent else { return try body(dir, nil) }
-        let parentDir = try get(id: parent)
+        let parentDir = try getBytes(id: parent)
         defer { try? put(id: parent) }
         return try body(dir, parentDir)
     }

@@ -43,7 +43,7 @@ extension Overlay2Driver {
     /// through the mounted view where it holds redirects or metacopy files; an upper that cannot
     /// be read so is exported naively, with a warning.
     func exportUpper(id: String, parent: String?, _ d: LayerDiffDirectory, to fd: Int32, name: String, options: ExportOptions) throws {
-        let scan = try OverlayUpperScan.of(upper: d.directory, xattrPrefix: xattrPrefix)
+        let scan = try OverlayUpperScan.of(upper: d.directoryBytes, xattrPrefix: xattrPrefix)
         if let why = nativeProblem(scan) {
             options.logger.warning("overlay2: layer \(id): native diff not in use: \(why); comparing the mounted trees")
             return try naiveDiff(id: id, parent: parent, to: fd, name: name, options: options)
@@ -52,10 +52,10 @@ extension Overlay2Driver {
         options.idMap = idMap
         var view: [UInt8]? = nil
         defer { if view != nil { try? put(id: id) } }
-        let writer = LayerWriter(tar: TarWriter(fd: fd, name: name), root: d.directory, options: options)
-        try writer.writeOverlayUpper(d.directory, prefix: xattrPrefix, scan: scan) {
+        let writer = LayerWriter(tar: TarWriter(fd: fd, name: name), root: d.directoryBytes, options: options)
+        try writer.writeOverlayUpper(d.directoryBytes, prefix: xattrPrefix, scan: scan) {
             if let view { return view }
-            let v = try self.get(id: id)
+            let v = try self.getBytes(id: id)
             view = v
             return v
         }
@@ -66,7 +66,7 @@ extension Overlay2Driver {
     /// compared through both views.
     func upperChanges(id: String, parent: String?, _ d: LayerDiffDirectory) throws -> [Change] {
         try withLayers(id, parent) { layer, parentView in
-            try BranchChanges.changes(upper: d.directory, xattrPrefix: xattrPrefix, parentView: parentView, layerView: layer)
+            try BranchChanges.changes(upper: d.directoryBytes, xattrPrefix: xattrPrefix, parentView: parentView, layerView: layer)
         }
     }
 }

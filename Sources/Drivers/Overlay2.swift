@@ -26,7 +26,9 @@ public final class Overlay2Driver: Driver {
     /// `overlay2`.
     public let name = "overlay2"
     /// The driver's directory (`l/` and a directory per layer below it).
-    public let home: [UInt8]
+    public var home: FilePath { FilePath(bytes: homeDir) }
+    /// `home` as bytes.
+    package let homeDir: [UInt8]
     /// The store's ID map; new layer roots are owned by its root pair.
     public let idMap: IDMap
 
@@ -86,7 +88,7 @@ public final class Overlay2Driver: Driver {
               String(decoding: fs, as: UTF8.self).contains("\toverlay\n") else {
             throw DriverError.notSupported(driver: "overlay2", reason: "the kernel has no overlay filesystem (modprobe overlay)")
         }
-        self.home = home
+        self.homeDir = home
         self.idMap = idMap
         let root = idMap.rootPair
         try makeDirectory(home, mode: 0o710, uid: geteuid(), gid: root.gid)
@@ -119,12 +121,12 @@ public final class Overlay2Driver: Driver {
     }
 
     private var quotaMissing: String {
-        "a size needs xfs project quotas; \(Bytes.string(home)) is on \(backingFS)" + (backingFS == "xfs" ? " mounted without pquota" : "")
+        "a size needs xfs project quotas; \(Bytes.string(homeDir)) is on \(backingFS)" + (backingFS == "xfs" ? " mounted without pquota" : "")
     }
 
     // MARK: layout
 
-    func dir(_ id: String) -> [UInt8] { home + Bytes.of("/" + id) }
+    func dir(_ id: String) -> [UInt8] { homeDir + Bytes.of("/" + id) }
     func diffDir(_ id: String) -> [UInt8] { dir(id) + Bytes.of("/diff") }
     func workDir(_ id: String) -> [UInt8] { dir(id) + Bytes.of("/work") }
     func mergedDir(_ id: String) -> [UInt8] { dir(id) + Bytes.of("/merged") }
@@ -147,9 +149,9 @@ public final class Overlay2Driver: Driver {
     /// The lowers as absolute diff dirs (through the `l/` links, as moby's GetMetadata does).
     func lowerDirs(_ id: String) throws -> [[UInt8]] {
         try lowers(id).map { l in
-            let target = try Sys.readlinkat(AT_FDCWD, home + Bytes.of("/" + l))
+            let target = try Sys.readlinkat(AT_FDCWD, homeDir + Bytes.of("/" + l))
             // "../<id>/diff" relative to home/l
-            return home + [LayerPath.slash] + target.dropFirst(3)
+            return homeDir + [LayerPath.slash] + target.dropFirst(3)
         }
     }
 
@@ -228,7 +230,7 @@ public final class Overlay2Driver: Driver {
                 try writeFileAtomically(path + Bytes.of("/lower"), Bytes.of(lower.joined(separator: ":")), mode: 0o666)
             }
         } catch {
-            if let linkID { try? Sys.unlink(home + Bytes.of("/l/" + linkID)) }
+            if let linkID { try? Sys.unlink(homeDir + Bytes.of("/l/" + linkID)) }
             try? removeTree(AT_FDCWD, path)
             throw error
         }
@@ -238,7 +240,7 @@ public final class Overlay2Driver: Driver {
     private func makeLink(_ id: String) throws -> String {
         while true {
             let l = Overlay2Driver.newLinkID()
-            let at = home + Bytes.of("/l/" + l)
+            let at = homeDir + Bytes.of("/l/" + l)
             let r = Sys.trySymlinkat(Bytes.of("../\(id)/diff"), AT_FDCWD, at)
             if r == 0 { return l }
             if r != EEXIST { throw SystemError("symlink", at, errno: r) }
@@ -251,7 +253,7 @@ public final class Overlay2Driver: Driver {
         try validate(id: id)
         guard exists(id: id) else { return }
         try mounts.forget(id, mounter)
-        if let l = try? link(id) { try? Sys.unlink(home + Bytes.of("/l/" + l)) }
+        if let l = try? link(id) { try? Sys.unlink(homeDir + Bytes.of("/l/" + l)) }
         try removeTree(AT_FDCWD, dir(id))
     }
 
@@ -264,7 +266,10 @@ public final class Overlay2Driver: Driver {
 
     /// The layer's view: its `diff` dir for a base layer, else the overlay mounted at `merged`
     /// (reference counted).
-    public func get(id: String) throws -> [UInt8] {
+    public func get(id: String) throws -> FilePath { FilePath(bytes: try layerRoot(id)) }
+
+    /// The layer's root as bytes (``get(id:)``).
+    package func layerRoot(_ id: String) throws -> [UInt8] {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         let lower = try lowers(id)
@@ -305,7 +310,7 @@ public final class Overlay2Driver: Driver {
                 ? ["lowerdir=" + diff + ":" + lowerList]
                 : ["lowerdir=" + lowerList, "upperdir=" + diff, "workdir=" + work])).joined(separator: ",")
         }
-        let h = Bytes.string(home)
+        let h = Bytes.string(homeDir)
         let absolute = data(h + "/", Bytes.string(diffDir(id)), Bytes.string(workDir(id)))
         let relative = data("", id + "/diff", id + "/work")
         // The same layer's previous mount, detached lazily, can hold its upper and work dirs for
@@ -327,7 +332,7 @@ public final class Overlay2Driver: Driver {
         if absolute.utf8.count < Sys.pageSize {
             try Sys.mountOverlay(target: merged, data: absolute)
         } else if relative.utf8.count < Sys.pageSize {
-            try Sys.mountOverlay(from: home, target: Bytes.of(id + "/merged"), data: relative)
+            try Sys.mountOverlay(from: homeDir, target: Bytes.of(id + "/merged"), data: relative)
         } else if lowerdirPlus {
             var parameters: [(String, String?)] = mountOptions.map { o in
                 guard let eq = o.firstIndex(of: "=") else { return (o, nil) }
@@ -409,7 +414,7 @@ public final class Overlay2Driver: Driver {
     /// Into a diff dir with content, or under a live mount (whose cached view must see the
     /// change), the tar goes through the mount.
     public func applyDirectory(id: String) throws -> LayerDiffDirectory? {
-        guard let b = try branch(id: id), try isFreshBranch(b.directory, mountPoint: mergedDir(id)) else { return nil }
+        guard let b = try branch(id: id), try isFreshBranch(b.directoryBytes, mountPoint: mergedDir(id)) else { return nil }
         return b
     }
 }

@@ -12,14 +12,16 @@ public final class VFSDriver: Driver {
     /// `vfs`.
     public let name = "vfs"
     /// The driver's directory (`dir/` below it).
-    public let home: [UInt8]
+    public var home: FilePath { FilePath(bytes: homeDir) }
+    /// `home` as bytes.
+    package let homeDir: [UInt8]
     /// The store's ID map; new layer roots are owned by its root pair.
     public let idMap: IDMap
     private let ignoreChownErrors: Bool
 
     /// Driver options: `vfs.ignore_chown_errors=BOOL` (containers/storage); anything else is refused.
     package init(home: [UInt8], options: [String: String] = [:], idMap: IDMap = .identity) throws {
-        self.home = home
+        self.homeDir = home
         self.idMap = idMap
         var ignoreChownErrors = false
         for (k, v) in options {
@@ -41,7 +43,7 @@ public final class VFSDriver: Driver {
         try makeDirectory(dirs, mode: 0o710, uid: geteuid(), gid: root.gid)
     }
 
-    var dirs: [UInt8] { home + Bytes.of("/dir") }
+    var dirs: [UInt8] { homeDir + Bytes.of("/dir") }
     func dir(_ id: String) -> [UInt8] { dirs + Bytes.of("/" + id) }
 
     /// Create layer `id` as a copy of `parent` (empty without one); storage options are refused.
@@ -94,7 +96,10 @@ public final class VFSDriver: Driver {
     }
 
     /// The layer's directory; throws `DriverError.layerNotFound` if it has none.
-    public func get(id: String) throws -> [UInt8] {
+    public func get(id: String) throws -> FilePath { FilePath(bytes: try layerRoot(id)) }
+
+    /// The layer's root as bytes (``get(id:)``).
+    package func layerRoot(_ id: String) throws -> [UInt8] {
         let path = dir(id)
         guard let st = try? Sys.fstatat(AT_FDCWD, path), st.st_mode & S_IFMT == S_IFDIR else {
             throw DriverError.layerNotFound(id)
@@ -112,7 +117,7 @@ public final class VFSDriver: Driver {
 
     /// Name/value pairs for `difftool status`: the backing filesystem.
     public func status() -> [(String, String)] {
-        [("Backing Filesystem", backingFilesystem(home))]
+        [("Backing Filesystem", backingFilesystem(homeDir))]
     }
 
     /// The layer's directory (`Dir`).

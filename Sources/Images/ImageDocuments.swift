@@ -2,17 +2,15 @@
 //
 // The image documents — an OCI descriptor, index and manifest, a `docker save` manifest.json
 // entry, the image configuration — as their specifications name their fields, Codable both ways
-// so a reader and a writer share them. JSON is FoundationEssentials' (JSONDecoder/JSONEncoder):
-// this module is the one library module that imports it, and only for these documents, which are
-// metadata; layer bytes (blobs, tars, files) never pass through Foundation. Every other library
-// module stays Foundation-free.
+// so a reader and a writer share them. Their JSON is DiffKitJSON's (no Foundation in the
+// libraries): keys sorted and no insignificant space, so a document's bytes and digest are stable.
 //
 // Decoding is as strict as the specifications where a field is REQUIRED (a descriptor's
 // mediaType, digest and size; an index's manifests; a manifest's config and layers), so a reader
 // gets the document and the field named in the error; OPTIONAL fields are optionals, and an
 // encoder leaves out those that are nil. Fields this model does not name are dropped on decoding:
 // to keep a document byte for byte, copy its blob.
-import FoundationEssentials
+import DiffKitJSON
 
 /// The media types an image's documents and layers use.
 public enum MediaType {
@@ -361,30 +359,17 @@ public struct OCILayoutFile: Codable, Sendable, Equatable {
     public init(imageLayoutVersion: String = "1.0.0") { self.imageLayoutVersion = imageLayoutVersion }
 }
 
-/// The JSON coding of image documents: compact, keys sorted, slashes unescaped (so a document
-/// written twice is the same bytes, and its digest the same).
+/// The JSON coding of image documents: compact, keys sorted (so a document written twice is
+/// the same bytes, and its digest the same); `JSONDocument` (DiffKitJSON) underneath.
 public enum DocumentJSON {
     /// `value` as JSON bytes.
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(value))
+        try JSONDocument.encode(value)
     }
 
-    /// A `T` from JSON bytes; a `DecodingError` says where it failed (see ``reason(_:)``).
+    /// A `T` from JSON bytes; a `JSONError` (DiffKitJSON) says where it failed (the key path, or
+    /// the byte offset of a syntax error).
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
-        try JSONDecoder().decode(T.self, from: Data(bytes))
-    }
-
-    /// Where in the document and what: `at .manifests[0].digest: expected a string …`.
-    public static func reason(_ error: DecodingError) -> String {
-        let context: DecodingError.Context
-        switch error {
-        case let .typeMismatch(_, c), let .valueNotFound(_, c), let .keyNotFound(_, c), let .dataCorrupted(c): context = c
-        @unknown default: return "\(error)"
-        }
-        let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined()
-        let under = context.underlyingError.map { " (\($0))" } ?? ""
-        return (path.isEmpty ? "" : "at \(path): ") + context.debugDescription + under
+        try JSONDocument.decode(T.self, from: bytes)
     }
 }

@@ -4,6 +4,7 @@
 // reference, never guessed; several platforms of one image by platform.
 import DiffKit
 import DiffKitArchive
+import DiffKitJSON
 import DiffKitSystem
 import SystemPackage
 
@@ -63,8 +64,8 @@ public struct ImageLayout: Sendable {
         let bytes = try Sys.readFile(Bytes.of(path))
         do {
             return try DocumentJSON.decode(T.self, from: bytes)
-        } catch let e as DecodingError {
-            throw ImageError.invalidDocument(path: path, reason: DocumentJSON.reason(e))
+        } catch let e as JSONError {
+            throw ImageError.invalidDocument(path: path, reason: e.description)
         }
     }
 

@@ -35,8 +35,8 @@ import Glibc
             #expect(String(decoding: try Pipe.read(home + "/layers/3"), as: UTF8.self) == "2\n1\n")
             #expect(throws: DriverError.self) { try d.create(id: "4", parent: "missing", options: [:]) }
             #expect(throws: DriverError.self) { try d.create(id: "5", parent: nil, options: ["size": "1G"]) }
-            #expect(try d.get(id: "1") == Bytes.of(home + "/diff/1"))
-            #expect(throws: DriverError.self) { _ = try d.get(id: "2") }
+            #expect(try d.getBytes(id: "1") == Bytes.of(home + "/diff/1"))
+            #expect(throws: DriverError.self) { _ = try d.getBytes(id: "2") }
             let status = Dictionary(uniqueKeysWithValues: d.status())
             #expect(status["Root Dir"] == home && status["Dirs"] == "3" && status["Dirperm1 Supported"] == "false")
             try d.remove(id: "3")
@@ -75,11 +75,11 @@ import Glibc
             try Fixture.apply(home + "/diff/3", [.file("test2.txt", "t")])
             #expect(try d.changes(id: "3", parent: "2").map(\.line) == ["A /test2.txt"])
             // Files by path for re-export, from the branch and then the parents', without a mount.
-            let fd = try d.openFile(id: "3", path: Bytes.of("dir1/file1-1"))
+            let fd = try d.openFile(id: "3", path: "dir1/file1-1").rawValue
             defer { close(fd) }
             var buf = [UInt8](repeating: 0, count: 16)
             #expect(read(fd, &buf, 16) == 7 && Array(buf[0..<7]) == Bytes.of("changed"))
-            #expect(throws: SystemError.self) { _ = try d.openFile(id: "3", path: Bytes.of("../../etc/passwd-nope")) }
+            #expect(throws: SystemError.self) { _ = try d.openFile(id: "3", path: "../../etc/passwd-nope") }
             // Against a grandparent the trees must be compared, which needs the union mounted.
             if !d.moduleLoaded { #expect(throws: DriverError.self) { _ = try d.changes(id: "3", parent: "1") } }
         }

@@ -122,7 +122,7 @@ import Glibc
         try withBtrfs { fs in
             let d = try BtrfsDriver(home: Bytes.of(fs.mountPoint + "/home"))
             try d.create(id: "base", parent: nil, options: [:])
-            let base = Bytes.string(try d.get(id: "base"))
+            let base = Bytes.string(try d.getBytes(id: "base"))
             try Fixture.apply(base, [
                 .file("owned", "o"), .file("x", "x"), .file("same", "same data"), .time("same", 1_600_000_000, 500),
                 .dir("dir/sub"), .file("dir/sub/f", "f"), .file("dir/g", "g"), .file("hl", "h"), .hardlink("sub2/hl2", to: "hl"),
@@ -152,7 +152,7 @@ import Glibc
             ]
             for (i, (what, ops)) in cases.enumerated() {
                 try d.create(id: "c\(i)", parent: "base", options: [:])
-                try Fixture.apply(Bytes.string(try d.get(id: "c\(i)")), ops)
+                try Fixture.apply(Bytes.string(try d.getBytes(id: "c\(i)")), ops)
                 try Self.expectSameAsNaive(d, "c\(i)", "base", what)
             }
             // Nothing is left behind in the snapshot directory.
@@ -166,10 +166,10 @@ import Glibc
         try withBtrfs { fs in
             let d = try BtrfsDriver(home: Bytes.of(fs.mountPoint + "/home"))
             try d.create(id: "base", parent: nil, options: [:])
-            let base = Bytes.string(try d.get(id: "base"))
+            let base = Bytes.string(try d.getBytes(id: "base"))
             try Fixture.apply(base, [.file("kept", "k"), .file("later", "l"), .dir("d"), .file("d/f", "f")])
             try d.create(id: "child", parent: "base", options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "child")), [.file("mine", "m"), .chown("d/f", 3, 3)])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "child")), [.file("mine", "m"), .chown("d/f", 3, 3)])
             try Fixture.apply(base, [.file("later", "changed in the parent"), .remove("d/f"), .file("new-in-parent", "p")])
             try Self.expectSameAsNaive(d, "child", "base", "parent changed")
         }
@@ -182,15 +182,15 @@ import Glibc
             for seed in UInt64(1)...12 {
                 var rng = SplitMix(seed: seed)
                 try d.create(id: "b\(seed)", parent: nil, options: [:])
-                let base = Bytes.string(try d.get(id: "b\(seed)"))
+                let base = Bytes.string(try d.getBytes(id: "b\(seed)"))
                 try Fixture.apply(base, RandomTree.ops(&rng, count: 60))
                 try d.create(id: "c\(seed)", parent: "b\(seed)", options: [:])
-                try Fixture.apply(Bytes.string(try d.get(id: "c\(seed)")), RandomTree.mutations(&rng, in: try Manifest.of(base), count: 25))
+                try Fixture.apply(Bytes.string(try d.getBytes(id: "c\(seed)")), RandomTree.mutations(&rng, in: try Manifest.of(base), count: 25))
                 try Self.expectSameAsNaive(d, "c\(seed)", "b\(seed)", "seed \(seed)")
                 // A grandchild changed again, against its own parent.
                 try d.create(id: "g\(seed)", parent: "c\(seed)", options: [:])
-                let child = Bytes.string(try d.get(id: "c\(seed)"))
-                try Fixture.apply(Bytes.string(try d.get(id: "g\(seed)")), RandomTree.mutations(&rng, in: try Manifest.of(child), count: 10))
+                let child = Bytes.string(try d.getBytes(id: "c\(seed)"))
+                try Fixture.apply(Bytes.string(try d.getBytes(id: "g\(seed)")), RandomTree.mutations(&rng, in: try Manifest.of(child), count: 10))
                 try Self.expectSameAsNaive(d, "g\(seed)", "c\(seed)", "seed \(seed), grandchild")
             }
         }
@@ -204,9 +204,9 @@ import Glibc
             let home = fs.mountPoint + "/home"
             let d = try BtrfsDriver(home: Bytes.of(home))
             try d.create(id: "base", parent: nil, options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "base")), [.file("a", "a"), .file("b", "b")])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "base")), [.file("a", "a"), .file("b", "b")])
             try d.create(id: "other", parent: "base", options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "other")), [.file("c", "c")])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "other")), [.file("c", "c")])
             try d.createFromTemplate(id: "templated", template: "other", parent: "base", readWrite: false, options: [:])
             #expect(Dictionary(uniqueKeysWithValues: d.status())["Send Diffs"] == "true")
             #expect(try d.withFilesystemChanges(id: "templated", parent: "base") { c, _ in c } == nil)

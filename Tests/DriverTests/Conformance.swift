@@ -93,13 +93,13 @@ enum Graph {
 
     static func createBase(_ d: Driver, _ id: String) throws {
         try d.createReadWrite(id: id, parent: nil, options: [:])
-        let root = Bytes.string(try d.get(id: id))
+        let root = Bytes.string(try d.getBytes(id: id))
         defer { try? d.put(id: id) }
         try Fixture.apply(root, [.dir("a subdir", mode: 0o1705, uid: 1, gid: 2), .file("a file", "Some data", mode: 0o4222)])
     }
 
     static func verifyBase(_ d: Driver, _ id: String) throws {
-        let root = Bytes.string(try d.get(id: id))
+        let root = Bytes.string(try d.getBytes(id: id))
         defer { try? d.put(id: id) }
         let m = try Manifest.of(root, mtimes: false).map { $0.replacingOccurrences(" sum=", with: " ") }
         #expect(m.count == 2)
@@ -143,7 +143,7 @@ extension String {
         try withDriver(dut) { d in
             try d.create(id: "empty", parent: nil, options: [:])
             #expect(d.exists(id: "empty"))
-            let root = try d.get(id: "empty")
+            let root = try d.getBytes(id: "empty")
             let st = try Sys.fstatat(AT_FDCWD, root)
             #expect(st.st_mode & 0o7777 == 0o755 && st.st_uid == 0 && st.st_gid == 0)
             #expect(try Manifest.of(Bytes.string(root)).isEmpty)
@@ -172,19 +172,19 @@ extension String {
 
     func deepLayerRead(_ d: Driver, _ n: Int) throws {
         try d.create(id: "base\(n)", parent: nil, options: [:])
-        try Fixture.apply(Bytes.string(try d.get(id: "base\(n)")), [.file("testfile.txt", "test content")])
+        try Fixture.apply(Bytes.string(try d.getBytes(id: "base\(n)")), [.file("testfile.txt", "test content")])
         try d.put(id: "base\(n)")
         var parent = "base\(n)"
         for i in 1...n {
             let id = "layer\(i)-\(n)"
             try d.create(id: id, parent: parent, options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: id)), [
+            try Fixture.apply(Bytes.string(try d.getBytes(id: id)), [
                 .file("top-id", id), .file("layer-\(i)/layer-id", id), .file("layer-\(i)/parent-id", parent),
             ])
             try d.put(id: id)
             parent = id
             }
-            let top = Bytes.string(try d.get(id: parent))
+            let top = Bytes.string(try d.getBytes(id: parent))
             defer { try? d.put(id: parent) }
             #expect(String(decoding: try Pipe.read(top + "/top-id"), as: UTF8.self) == parent)
             var expect = parent
@@ -199,18 +199,18 @@ extension String {
         try withDriver(dut, viewsChildren: true) { d in
             let count = 10
             try d.create(id: "base", parent: nil, options: [:])
-            let base = Bytes.string(try d.get(id: "base"))
+            let base = Bytes.string(try d.getBytes(id: "base"))
             try Graph.addManyFiles(base, count: count, seed: 3)
             try Fixture.apply(base, [.file("file-remove.txt", "This file should get removed in upper!"), .dir("var/lib")])
             try d.create(id: "upper", parent: "base", options: [:])
-            let upper = Bytes.string(try d.get(id: "upper"))
+            let upper = Bytes.string(try d.getBytes(id: "upper"))
             try Graph.addManyFiles(upper, count: count, seed: 6)
             for i in 0..<count { try Fixture.apply(upper, [.time("directory-0/file-\(i)", 1_700_000_000, 7)]) }
             try Fixture.apply(upper, [.remove("file-remove.txt"), .remove("var/lib")])
             let diffSize = try d.diffSize(id: "upper", parent: nil)
 
             try d.create(id: "diff", parent: "base", options: [:])
-            let diff = Bytes.string(try d.get(id: "diff"))
+            let diff = Bytes.string(try d.getBytes(id: "diff"))
             #expect(try Graph.checkManyFiles(diff, count: count, seed: 3))
             let tar = try Pipe.tarFile { fd in try d.diff(id: "upper", parent: "base", to: fd, name: "upper", options: ExportOptions()) }
             defer { Fixture.cleanup(String(tar.dropLast(8))) }
@@ -219,7 +219,7 @@ extension String {
             // Released before the apply, so a driver may write its layer directly (overlay2's native apply).
             try d.put(id: "diff")
             let applied = try d.applyDiff(id: "diff", from: TarReader(fd: fd, name: tar), name: tar, options: ApplyOptions())
-            #expect(try d.get(id: "diff") == Bytes.of(diff))
+            #expect(try d.getBytes(id: "diff") == Bytes.of(diff))
             #expect(applied == diffSize)
             #expect(diffSize == 640)
             #expect(try Graph.checkManyFiles(diff, count: count, seed: 6))
@@ -231,9 +231,9 @@ extension String {
     func changes(_ dut: DriverUnderTest) throws {
         try withDriver(dut, viewsChildren: true) { d in
             try d.create(id: "base", parent: nil, options: [:])
-            try Graph.addManyFiles(Bytes.string(try d.get(id: "base")), count: 20, seed: 3)
+            try Graph.addManyFiles(Bytes.string(try d.getBytes(id: "base")), count: 20, seed: 3)
             try d.create(id: "upper", parent: "base", options: [:])
-            let expected = try Graph.changeManyFiles(Bytes.string(try d.get(id: "upper")), count: 20, seed: 6)
+            let expected = try Graph.changeManyFiles(Bytes.string(try d.getBytes(id: "upper")), count: 20, seed: 6)
             let got = try d.changes(id: "upper", parent: "base").filter { !$0.isLinkPeer }.map(\.line).sorted()
             #expect(got.count == 21)
             #expect(got == expected)
@@ -247,13 +247,13 @@ extension String {
             for depth in 0..<9 {
                 let (b, s, t) = ("base\(depth)", "second\(depth)", "third\(depth)")
                 try d.create(id: b, parent: nil, options: [:])
-                try Fixture.apply(Bytes.string(try d.get(id: b)), paths.map { .dir($0, mode: 0o700) } + [.file(paths[8] + "/file", String(repeating: "x", count: 128), mode: 0o600)])
+                try Fixture.apply(Bytes.string(try d.getBytes(id: b)), paths.map { .dir($0, mode: 0o700) } + [.file(paths[8] + "/file", String(repeating: "x", count: 128), mode: 0o600)])
                 #expect(try d.changes(id: b, parent: nil).map(\.line) == paths.map { "A /" + $0 } + ["A /" + paths[8] + "/file"])
                 try d.create(id: s, parent: b, options: [:])
-                try Fixture.apply(Bytes.string(try d.get(id: s)), [.remove(paths[depth])])
+                try Fixture.apply(Bytes.string(try d.getBytes(id: s)), [.remove(paths[depth])])
                 #expect(try d.changes(id: s, parent: b).map(\.line) == paths[0..<depth].map { "C /" + $0 } + ["D /" + paths[depth]])
                 try d.create(id: t, parent: s, options: [:])
-                try Fixture.apply(Bytes.string(try d.get(id: t)), paths[depth...].map { .dir($0, mode: 0o700) } + [.file(paths[8] + "/file", String(repeating: "y", count: 128), mode: 0o600)])
+                try Fixture.apply(Bytes.string(try d.getBytes(id: t)), paths[depth...].map { .dir($0, mode: 0o700) } + [.file(paths[8] + "/file", String(repeating: "y", count: 128), mode: 0o600)])
                 #expect(try d.changes(id: t, parent: s).map(\.line)
                     == paths[0..<depth].map { "C /" + $0 } + paths[depth...].map { "A /" + $0 } + ["A /" + paths[8] + "/file"])
             }
@@ -267,13 +267,13 @@ extension String {
         try withDriver(dut, viewsChildren: true) { d in
             try Graph.createBase(d, "Base3")
             try d.create(id: "Snap3", parent: "Base3", options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "Snap3")), [.file("testfile.txt", "test content")])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "Snap3")), [.file("testfile.txt", "test content")])
             try d.put(id: "Snap3")
             try d.createFromTemplate(id: "FromTemplate", template: "Snap3", parent: "Base3", readWrite: true, options: [:])
             try d.createFromTemplate(id: "ROFromTemplate", template: "Snap3", parent: "Base3", readWrite: false, options: [:])
             for id in ["FromTemplate", "ROFromTemplate"] {
                 #expect(try d.changes(id: id, parent: "Snap3").isEmpty)
-                #expect(try Pipe.read(Bytes.string(try d.get(id: id)) + "/testfile.txt") == Bytes.of("test content"))
+                #expect(try Pipe.read(Bytes.string(try d.getBytes(id: id)) + "/testfile.txt") == Bytes.of("test content"))
                 try d.put(id: id)
             }
             for id in ["Snap3", "FromTemplate", "ROFromTemplate"] {
@@ -288,7 +288,7 @@ extension String {
     func errorCases(_ dut: DriverUnderTest) throws {
         try withDriver(dut) { d in
             #expect(throws: (any Error).self) { try d.create(id: "x", parent: "missing-parent", options: [:]) }
-            #expect(throws: (any Error).self) { _ = try d.get(id: "missing") }
+            #expect(throws: (any Error).self) { _ = try d.getBytes(id: "missing") }
             #expect(throws: (any Error).self) { try d.create(id: "../escape", parent: nil, options: [:]) }
             // A size on a read-only layer: refused, except by btrfs, whose qgroups limit any subvolume.
             if d.name != "btrfs" {

@@ -185,7 +185,7 @@ enum Crash {
         let driver = try Overlay2Driver(home: Bytes.of(dir + "/o"), options: [:], idMap: .identity)
         defer { try? driver.cleanup() }
         try driver.create(id: "base", parent: nil, options: [:])
-        try Fixture.apply(Bytes.string(try driver.get(id: "base")), [.file("seen", "yes")])
+        try Fixture.apply(Bytes.string(try driver.getBytes(id: "base")), [.file("seen", "yes")])
         try driver.put(id: "base")
         try driver.create(id: "top", parent: "base", options: [:])
         let errors = Counter()
@@ -193,7 +193,7 @@ enum Crash {
         DispatchQueue.concurrentPerform(iterations: 8) { _ in
             for _ in 0..<40 {
                 do {
-                    let path = try shared.get(id: "top")
+                    let path = try shared.getBytes(id: "top")
                     if access(Bytes.string(path) + "/seen", R_OK) != 0 { errors.add("not visible while held: errno \(errno)") }
                     try shared.put(id: "top")
                 } catch { errors.add("\(error)") }

@@ -261,7 +261,7 @@ import Glibc
         defer { unmountAll(under: home) }
         let s = try LayerStore(driverName: "vfs", home: Bytes.of(home), idMap: Self.map)
         try s.create(id: "base", parent: nil)
-        #expect(try s.mount(id: "base", idMap: Self.map).path == Bytes.of(home + "/vfs/dir/base"))
+        #expect(try s.mount(id: "base", idMap: Self.map).path == FilePath(home + "/vfs/dir/base"))
         let refused = #expect(throws: DriverError.self) { _ = try s.mount(id: "base", idMap: Self.other) }
         #expect(refused?.description.contains("made under another ID map") == true)
         #expect(try mounts(under: home).isEmpty)

@@ -72,7 +72,7 @@ final class CapturedLog: Sendable {
         try withDriver(mountopt) { d, _ in
             var rng = SplitMix(seed: seed)
             try d.create(id: "base", parent: nil, options: [:])
-            let base = Bytes.string(try d.get(id: "base"))
+            let base = Bytes.string(try d.getBytes(id: "base"))
             let fixed: [Op] = [
                 .file("r1/a/b/c/f", "f"), .file("r1/a/b/g", "g"), .file("r1/x", "x"),
                 .file("deep/l1/l2/l3/file", "deep"), .file("deep/l1/l2/other", "o"), .file("deep/l1/top", "t"),
@@ -87,10 +87,10 @@ final class CapturedLog: Sendable {
             let others = try Manifest.of(base).filter { line in !roots.contains { line.hasPrefix($0 + " ") || line.hasPrefix($0 + "/") } }
             // The parent itself renames and copies up metadata only: its diff dir holds redirects.
             try d.create(id: "mid", parent: "base", options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "mid")), [.rename("r1/a", "r1/a2"), .chmod("m/file2", 0o600), .rename("n/p/q", "n/p/q1")])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "mid")), [.rename("r1/a", "r1/a2"), .chmod("m/file2", 0o600), .rename("n/p/q", "n/p/q1")])
             try d.put(id: "mid")
             try d.create(id: "child", parent: "mid", options: [:])
-            let merged = Bytes.string(try d.get(id: "child"))
+            let merged = Bytes.string(try d.getBytes(id: "child"))
             try Fixture.apply(merged, RandomTree.mutations(&rng, in: others, count: 25) + [
                 .rename("deep/l1/l2/l3", "deep/l3moved"), .rename("deep/l1", "deep/l1b"), .file("deep/l1b/l2/added", "a"),
                 .rename("r1/a2/b", "topb"), .remove("topb/g"),
@@ -105,7 +105,7 @@ final class CapturedLog: Sendable {
             ])
             let expected = try Manifest.of(merged)
             try d.put(id: "child")
-            let parentCopy = try Fixture.copy(Bytes.string(try d.get(id: "mid")))
+            let parentCopy = try Fixture.copy(Bytes.string(try d.getBytes(id: "mid")))
             defer { Fixture.cleanup(parentCopy) }
             try d.put(id: "mid")
 
@@ -164,9 +164,9 @@ final class CapturedLog: Sendable {
     @Test(.requires(.root, .filesystem("overlay"))) func unreadableUpperFallsBackLoudly() throws {
         try withDriver("redirect_dir=on") { d, home in
             try d.create(id: "base", parent: nil, options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "base")), [.file("a/f", "f"), .file("a/g", "g")])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "base")), [.file("a/f", "f"), .file("a/g", "g")])
             try d.create(id: "child", parent: "base", options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "child")), [.rename("a", "b"), .remove("b/g")])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "child")), [.rename("a", "b"), .remove("b/g")])
             try d.cleanup()
 
             let plain = try Overlay2Driver(home: Bytes.of(home))

@@ -85,13 +85,13 @@ import Glibc
     @Test(.requires(.root, .filesystem("overlay"))) func mountsAreReferenceCounted() throws {
         try withDriver { d, home in
             try d.create(id: "base", parent: nil, options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "base")), [.file("f", "base")])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "base")), [.file("f", "base")])
             // A layer without lowers is its diff dir, unmounted.
-            #expect(try d.get(id: "base") == Bytes.of(home + "/base/diff"))
+            #expect(try d.getBytes(id: "base") == Bytes.of(home + "/base/diff"))
             try d.put(id: "base")
             try d.create(id: "child", parent: "base", options: [:])
-            let p1 = try d.get(id: "child")
-            let p2 = try d.get(id: "child")
+            let p1 = try d.getBytes(id: "child")
+            let p2 = try d.getBytes(id: "child")
             #expect(p1 == p2 && p1 == Bytes.of(home + "/child/merged"))
             #expect(isOverlayMount(p1))
             try d.put(id: "child")
@@ -101,7 +101,7 @@ import Glibc
             #expect(try Sys.lstatIfExists(AT_FDCWD, p1) == nil)
 
             // A mount made by another process (another driver here) is adopted: its put unmounts.
-            _ = try d.get(id: "child")
+            _ = try d.getBytes(id: "child")
             let other = try Overlay2Driver(home: Bytes.of(home))
             try other.put(id: "child")
             #expect(!isOverlayMount(p1))
@@ -109,11 +109,11 @@ import Glibc
 
             // A committed layer (one with a child) mounts read-only, without upper.
             try d.create(id: "grandchild", parent: "child", options: [:])
-            let ro = Bytes.string(try d.get(id: "child"))
+            let ro = Bytes.string(try d.getBytes(id: "child"))
             #expect(try text(ro + "/f") == "base")
             #expect(open(ro + "/new", O_CREAT | O_WRONLY, 0o644) == -1 && errno == EROFS)
             // cleanup unmounts all this driver mounted.
-            _ = try d.get(id: "grandchild")
+            _ = try d.getBytes(id: "grandchild")
             try d.cleanup()
             #expect(!isOverlayMount(Bytes.of(ro)) && !isOverlayMount(Bytes.of(home + "/grandchild/merged")))
         }
@@ -144,10 +144,10 @@ import Glibc
         try withDriver { d, home in
             var rng = SplitMix(seed: seed)
             try d.create(id: "base", parent: nil, options: [:])
-            let base = Bytes.string(try d.get(id: "base"))
+            let base = Bytes.string(try d.getBytes(id: "base"))
             try Fixture.apply(base, RandomTree.ops(&rng, count: 80) + [.file("dd/x", "x"), .file("dd/y", "y"), .file("t", "t"), .dir("ren/sub"), .file("ren/sub/f", "f")])
             try d.create(id: "child", parent: "base", options: [:])
-            let merged = Bytes.string(try d.get(id: "child"))
+            let merged = Bytes.string(try d.getBytes(id: "child"))
             // The fixed entries get their own changes below; random ones touch the rest.
             let others = try Manifest.of(base).filter { line in !["dd", "t", "ren"].contains { line.hasPrefix($0 + " ") || line.hasPrefix($0 + "/") } }
             try Fixture.apply(merged, RandomTree.mutations(&rng, in: others, count: 30)
@@ -182,7 +182,7 @@ import Glibc
         let map = IDMap(uids: [IDRange(containerID: 0, hostID: 100_000, size: 65536)], gids: [IDRange(containerID: 0, hostID: 100_000, size: 65536)])
         try withDriver(idMap: map) { d, home in
             try d.create(id: "base", parent: nil, options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "base")), [
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "base")), [
                 .file("gone", "g"), .file("d/old1", "1"), .file("d/old2", "2"), .dir("x/y", mode: 0o700, uid: 100_005, gid: 100_006), .file("x/y/keep", "k"),
             ])
             try d.create(id: "child", parent: "base", options: [:])
@@ -219,7 +219,7 @@ import Glibc
             let y = try Sys.fstatat(AT_FDCWD, Bytes.of(diff + "/x/y"))
             #expect(y.st_mode & 0o7777 == 0o700 && y.st_uid == 100_005 && y.st_gid == 100_006)
 
-            let merged = Bytes.string(try d.get(id: "child"))
+            let merged = Bytes.string(try d.getBytes(id: "child"))
             defer { try? d.put(id: "child") }
             #expect(try Manifest.of(merged, mtimes: false).map { String($0.split(separator: " ")[0]) } == ["d", "d/new", "x", "x/y", "x/y/keep", "x/y/z"])
             // And exported natively again, the layer is the same stream's content.
@@ -233,14 +233,14 @@ import Glibc
     @Test(.requires(.root, .filesystem("overlay"))) func changesFromTheUpper() throws {
         try withDriver { d, _ in
             try d.create(id: "base", parent: nil, options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "base")), [.file("d/a", "a"), .file("d/b", "b"), .file("f", "f"), .file("k/deep/x", "x")])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "base")), [.file("d/a", "a"), .file("d/b", "b"), .file("f", "f"), .file("k/deep/x", "x")])
             try d.create(id: "mid", parent: "base", options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "mid")), [.remove("f"), .remove("d"), .dir("d"), .file("d/c", "c"), .file("k/deep/y", "y")])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "mid")), [.remove("f"), .remove("d"), .dir("d"), .file("d/c", "c"), .file("k/deep/y", "y")])
             try d.put(id: "mid")
             #expect(try d.changes(id: "mid", parent: "base").map(\.line) == ["D /d", "A /d/c", "D /f", "C /k", "C /k/deep", "A /k/deep/y"])
             #expect(try d.diffSize(id: "mid", parent: "base") == 2)
             try d.create(id: "top", parent: "mid", options: [:])
-            try Fixture.apply(Bytes.string(try d.get(id: "top")), [.file("f", "back")])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "top")), [.file("f", "back")])
             try d.put(id: "top")
             #expect(try d.changes(id: "top", parent: "mid").map(\.line) == ["A /f"])
             // Against the grandparent the upper alone says nothing: the trees are compared.
@@ -283,23 +283,23 @@ import Glibc
             #expect(Dictionary(uniqueKeysWithValues: d.status())["Project Quota"] == "true")
             try Graph.createBase(d, "Base")
             try d.createReadWrite(id: "quota", parent: "Base", options: ["size": "50M"])
-            let root = Bytes.string(try d.get(id: "quota"))
+            let root = Bytes.string(try d.getBytes(id: "quota"))
             #expect(try QuotaWrite.write(root + "/25M", megabytes: 25) == 0)
             let e = try QuotaWrite.write(root + "/50M", megabytes: 50)
             #expect(e == EDQUOT || e == ENOSPC)
             #expect(try d.metadata(id: "quota")["QuotaLimit"] == String(50 << 20))
             // A read-write layer without a size is not limited.
             try d.createReadWrite(id: "free", parent: "Base", options: [:])
-            #expect(try QuotaWrite.write(Bytes.string(try d.get(id: "free")) + "/60M", megabytes: 60) == 0)
+            #expect(try QuotaWrite.write(Bytes.string(try d.getBytes(id: "free")) + "/60M", megabytes: 60) == 0)
         }
         do {
             let d = try Overlay2Driver(home: Bytes.of(home + "2"), options: ["overlay2.size": "20M"])
             defer { try? d.cleanup() }
             try d.create(id: "ro", parent: nil, options: [:])
             try d.createReadWrite(id: "rw", parent: "ro", options: [:])
-            let e = try QuotaWrite.write(Bytes.string(try d.get(id: "rw")) + "/30M", megabytes: 30)
+            let e = try QuotaWrite.write(Bytes.string(try d.getBytes(id: "rw")) + "/30M", megabytes: 30)
             #expect(e == EDQUOT || e == ENOSPC)
-            #expect(try QuotaWrite.write(Bytes.string(try d.get(id: "ro")) + "/30M", megabytes: 30) == 0)
+            #expect(try QuotaWrite.write(Bytes.string(try d.getBytes(id: "ro")) + "/30M", megabytes: 30) == 0)
         }
     }
 }

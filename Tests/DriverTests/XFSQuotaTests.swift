@@ -65,7 +65,7 @@ enum XFSQuota {
         defer { try? d.cleanup() }
         for (id, limit) in [("sized", 10 << 20), ("default", 10 << 20), ("larger", 15 << 20)] {
             #expect(try d.metadata(id: id)["QuotaLimit"] == String(limit), "\(id)")
-            XFSQuota.expectStopped(Bytes.string(try d.get(id: id)), limit: limit, "library, layer \(id)")
+            XFSQuota.expectStopped(Bytes.string(try d.getBytes(id: id)), limit: limit, "library, layer \(id)")
             try d.put(id: id)
         }
     }
