@@ -23,7 +23,7 @@ extension LayerStore {
                 Sys.close(fd)
                 throw error
             }
-            try output.close(fd, partial)
+            try output.finish(fd, partial)
             try output.move(partial, to: "blobs/sha256/" + LayerStore.hex(layer.digests.digest))
             layers.append(layer)
         }

@@ -66,13 +66,13 @@ final class StagedOutput {
         directories.append(relative)
     }
 
-    /// Create file `relative` (it must not exist) for writing; finish it with `close(_:_:)`.
+    /// Create file `relative` (it must not exist) for writing; finish it with `finish(_:_:)`.
     func create(_ relative: String) throws -> Int32 {
         try Sys.open(path(relative), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o644)
     }
 
     /// Sync and close a file made by `create`; it is closed even when the sync fails.
-    func close(_ fd: Int32, _ relative: String) throws {
+    func finish(_ fd: Int32, _ relative: String) throws {
         defer { Sys.close(fd) }
         try Sys.fsync(fd, shown: path(relative))
     }
@@ -86,7 +86,7 @@ final class StagedOutput {
             Sys.close(fd)
             throw error
         }
-        try close(fd, relative)
+        try finish(fd, relative)
     }
 
     /// Rename `from` to `to` within the temporary output (over a blob of the same digest that
