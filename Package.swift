@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "Drivers", targets: ["Drivers"]),
         .library(name: "DiffKitJSON", targets: ["DiffKitJSON"]),
         .library(name: "Images", targets: ["Images"]),
+        .library(name: "EngineStores", targets: ["EngineStores"]),
         .executable(name: "difftool", targets: ["difftool"]),
     ],
     dependencies: [
@@ -53,16 +54,22 @@ let package = Package(
             name: "Images",
             dependencies: ["Drivers", "DiffKit", "DiffKitArchive", "DiffKitSystem", "DiffKitJSON",
                            .product(name: "SystemPackage", package: "swift-system")]),
+        // Engines' own stores opened in place, read-only (docker's data root, containers/storage's
+        // root); containers/storage's layers.json through DiffKitJSON.
+        .target(
+            name: "EngineStores",
+            dependencies: ["Drivers", "DiffKit", "DiffKitSystem", "DiffKitArchive", "DiffKitJSON",
+                           .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "difftool",
             dependencies: [
-                "DiffKit", "Drivers", "Images", "DiffKitSystem", "DiffKitArchive",
+                "DiffKit", "Drivers", "Images", "EngineStores", "DiffKitSystem", "DiffKitArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(name: "TestSupport", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive"], path: "Tests/TestSupport"),
         .testTarget(name: "DiffKitTests", dependencies: ["DiffKit", "DiffKitSystem", "DiffKitArchive", "DiffKitJSON", "TestSupport"]),
-        .testTarget(name: "DriverTests", dependencies: ["Drivers", "Images", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
+        .testTarget(name: "DriverTests", dependencies: ["Drivers", "Images", "EngineStores", "DiffKit", "DiffKitSystem", "DiffKitArchive", "TestSupport",
                                                     .product(name: "Logging", package: "swift-log")]),
     ]
 )

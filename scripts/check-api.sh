@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dirs=("$@")
-[ ${#dirs[@]} -gt 0 ] || dirs=(Sources/DiffKit Sources/Drivers Sources/Images)
+[ ${#dirs[@]} -gt 0 ] || dirs=(Sources/DiffKit Sources/Drivers Sources/Images Sources/EngineStores)
 exec python3 - scripts/check-api.allowed "${dirs[@]}" <<'PY'
 import os, re, sys
 allowed = set()

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 count=0
 if [ "${1:-}" = "--count" ]; then count=1; shift; fi
 dirs=("$@")
-[ ${#dirs[@]} -gt 0 ] || dirs=(Sources/DiffKitSystem Sources/DiffKitArchive Sources/DiffKitJSON Sources/DiffKit Sources/Drivers Sources/Images)
+[ ${#dirs[@]} -gt 0 ] || dirs=(Sources/DiffKitSystem Sources/DiffKitArchive Sources/DiffKitJSON Sources/DiffKit Sources/Drivers Sources/Images Sources/EngineStores)
 
 mapfile -d '' files < <(find "${dirs[@]}" -name '*.swift' -print0 | sort -z)
 exec awk -v count="$count" '

@@ -2,14 +2,14 @@
 # Every system call of DiffKit, Drivers and Images goes through the `Sys` wrappers (DiffKitSystem's
 # Sys.swift, and Drivers/System for the driver-only ones), which retry on EINTR and throw a
 # SystemError naming the path. This lists each raw call of a common libc syscall name — or of a
-# `dk_` C function — left in Sources/DiffKit, Sources/Drivers and Sources/Images outside Drivers/System, and
+# `dk_` C function — left in Sources/DiffKit, Sources/Drivers, Sources/Images and Sources/EngineStores outside Drivers/System, and
 # exits 1 if there is one.
 # Usage: scripts/check-syscalls.sh [DIR…]   (default: Sources/DiffKit Sources/Drivers Sources/Images)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dirs=("$@")
-[ ${#dirs[@]} -gt 0 ] || dirs=(Sources/DiffKit Sources/Drivers Sources/Images)
+[ ${#dirs[@]} -gt 0 ] || dirs=(Sources/DiffKit Sources/Drivers Sources/Images Sources/EngineStores)
 
 names='open|openat|openat2|close|read|pread|write|pwrite|lseek|fsync|fdatasync|ftruncate|truncate'
 names+='|stat|lstat|fstat|fstatat|statfs|fstatfs|access|faccessat'

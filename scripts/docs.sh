@@ -14,7 +14,7 @@ echo "== /// on every public declaration"
 scripts/check-docs.sh --count
 
 echo "== DocC, warnings as errors"
-modules=(DiffKitSystem DiffKitArchive DiffKitJSON DiffKit Drivers Images)
+modules=(DiffKitSystem DiffKitArchive DiffKitJSON DiffKit Drivers Images EngineStores)
 targets=()
 for m in "${modules[@]}"; do targets+=(--target "$m"); done
 swift package --disable-sandbox generate-documentation "${targets[@]}" --warnings-as-errors
@@ -27,7 +27,7 @@ trap 'rm -rf "$scratch"' EXIT
 # function); names the snippets leave to the reader (upper, fd, name, out) are parameters.
 python3 - "$scratch/samples.swift" Sources/*/*.docc/*.md <<'PY'
 import re, sys
-out = ["import DiffKit", "import DiffKitArchive", "import DiffKitSystem", "import Drivers", "import Images", "import Glibc", "import SystemPackage", ""]
+out = ["import DiffKit", "import DiffKitArchive", "import DiffKitSystem", "import Drivers", "import Images", "import EngineStores", "import Glibc", "import SystemPackage", ""]
 for n, (path, block) in enumerate((p, b) for p in sys.argv[2:] for b in re.findall(r"```swift\n(.*?)```", open(p).read(), re.S)):
     lines = [l for l in block.rstrip().split("\n") if not l.startswith("import ")]
     out.append(f"// {path}")

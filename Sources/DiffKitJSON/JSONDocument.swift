@@ -27,14 +27,15 @@ public enum JSONDocument {
         return node.resolved()
     }
 
-    static func path(_ codingPath: [any CodingKey]) -> String {
-        codingPath.isEmpty ? "the document" : codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    /// `at .manifests[0].digest: ` (empty for the document itself).
+    static func at(_ codingPath: [any CodingKey]) -> String {
+        codingPath.isEmpty ? "" : "at " + codingPath.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined() + ": "
     }
 
     static func describe(_ e: DecodingError) -> String {
         switch e {
-        case let .keyNotFound(key, c): return "\(path(c.codingPath + [key])): missing"
-        case let .typeMismatch(_, c), let .valueNotFound(_, c), let .dataCorrupted(c): return "\(path(c.codingPath)): \(c.debugDescription)"
+        case let .keyNotFound(key, c): return at(c.codingPath + [key]) + "missing"
+        case let .typeMismatch(_, c), let .valueNotFound(_, c), let .dataCorrupted(c): return at(c.codingPath) + c.debugDescription
         @unknown default: return "\(e)"
         }
     }

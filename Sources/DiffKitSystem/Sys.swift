@@ -508,6 +508,19 @@ package enum Sys {
         errnoOf(retry { flock(fd, operation) })
     }
 
+    /// A POSIX record lock over the whole file (`fcntl` F_SETLK, `F_RDLCK`/`F_WRLCK`/`F_UNLCK`),
+    /// without waiting, returning the errno (0 on success; EAGAIN or EACCES: another process
+    /// holds a conflicting lock). The lock other programs take with fcntl (containers/storage's
+    /// lock files), which flock does not see. EINTR is retried.
+    public static func tryRecordLock(_ fd: Int32, type: Int32) -> Int32 {
+        var l = Glibc.flock()
+        l.l_type = Int16(type)
+        l.l_whence = Int16(SEEK_SET)
+        l.l_start = 0
+        l.l_len = 0
+        return errnoOf(retry { fcntl(fd, F_SETLK, &l) })
+    }
+
     /// A pipe: its read and write ends; throws a ``SystemError`` naming `shown`.
     package static func pipe(shown: [UInt8]) throws -> (read: Int32, write: Int32) {
         // Close-on-exec: a process the caller starts meanwhile (a library user's, or a mount

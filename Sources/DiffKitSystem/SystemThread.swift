@@ -40,4 +40,15 @@ package struct SystemThread: ~Copyable {
 
     /// Let the thread finish on its own.
     package consuming func detach() {}
+
+    /// Make a write to a pipe whose reader is gone fail with EPIPE on the calling thread instead
+    /// of killing the process with SIGPIPE (for a thread that writes a pipe another thread reads,
+    /// which may stop reading on an error of its own). The process's signal handling is left as
+    /// it is: a SIGPIPE raised by such a write is directed at this thread and dropped with it.
+    package static func blockSIGPIPE() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
 }

@@ -32,6 +32,8 @@ public enum DriverError: Error, CustomStringConvertible {
     case busy(id: String, reason: String)
     /// A byte-exact export found a file whose content is no longer the imported one.
     case changedSinceImport(id: String, path: String)
+    /// A directory given as a store is not one: what was expected there.
+    case notAStore(path: String, expected: String)
 
     /// One line naming the layer, driver or option and the reason.
     public var description: String {
@@ -49,6 +51,7 @@ public enum DriverError: Error, CustomStringConvertible {
         case let .mountDataTooLarge(id, n): return "layer \(id): cannot mount layer, mount label too large \(n)"
         case .emptyID: return "refusing to remove the directories: id is empty"
         case let .busy(id, r): return "layer \(id): busy: \(r)"
+        case let .notAStore(path, expected): return "\(path): not \(expected)"
         case let .changedSinceImport(id, p):
             return "layer \(id): \(p) changed since the import (its content no longer matches the recorded checksum); export with --regenerate"
         }

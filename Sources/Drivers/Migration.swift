@@ -7,7 +7,6 @@
 import DiffKitArchive
 import DiffKitSystem
 import DiffKit
-import Dispatch
 import Logging
 
 #if canImport(Glibc)
@@ -44,6 +43,30 @@ public enum Migration {
         return report
     }
 
+    /// Throw `DriverError.notAStore` unless `home` is a DiffKit store of `driver` (its `layers/`
+    /// records and the driver's directory), or for aufs also a bare aufs directory (`diff/`,
+    /// `layers/`, `mnt/`, as docker's): opening anything else as a source would list no layer
+    /// (and create a store's directories in it).
+    public static func checkSource(driver: String, home: FilePath) throws {
+        let h = Bytes.of(home)
+        func isDirectory(_ sub: String) -> Bool {
+            guard let st = try? Sys.fstatat(AT_FDCWD, h + Bytes.of(sub)) else { return false }
+            return st.st_mode & S_IFMT == S_IFDIR
+        }
+        let dir = driver == "overlay" ? "overlay2" : driver
+        if isDirectory("/layers/.locks") && isDirectory("/" + dir) { return }
+        if driver == "aufs" && isDirectory("/diff") && isDirectory("/layers") && isDirectory("/mnt") { return }
+        // A store whose aufs/ is such a directory (a docker data root of the aufs days).
+        if driver == "aufs" && isDirectory("/aufs/diff") && isDirectory("/aufs/layers") { return }
+        var expected = "a DiffKit store of \(dir) (expected layers/ and \(dir)/ below it)"
+        if driver == "aufs" { expected += " or a bare aufs directory (diff/, layers/ and mnt/)" }
+        if isDirectory("/layers/.locks") {
+            let others = LayerStore.drivers.filter { $0 != dir && isDirectory("/" + $0) }
+            if !others.isEmpty { expected += "; it is a DiffKit store of \(others.joined(separator: ", "))" }
+        }
+        throw DriverError.notAStore(path: home.string, expected: expected)
+    }
+
     /// Layers ordered so every parent comes before its children; a parent missing from the list
     /// or a cycle is an error.
     static func parentsFirst(_ layers: [Layer]) throws -> [Layer] {
@@ -63,6 +86,14 @@ public enum Migration {
         return out
     }
 
+    /// Whether `error` is, or was caused by, a write to a pipe nobody reads (EPIPE).
+    static func isBrokenPipe(_ error: any Error) -> Bool {
+        if let e = error as? SystemError { return e.errno == .brokenPipe }
+        if let e = error as? ArchiveError { return e.errno == EPIPE || e.underlying.map(isBrokenPipe) == true }
+        if let e = error as? DiffKitError { return e.underlying.map(isBrokenPipe) == true }
+        return false
+    }
+
     /// Export from the source on one thread, import into the target from the pipe on this one.
     static func copy(_ layer: Layer, from source: Driver, into target: LayerStore) throws {
         let (readEnd, writeEnd) = try Sys.pipe(shown: Bytes.of(layer.id))
@@ -70,14 +101,21 @@ public enum Migration {
         Sys.growPipe(writeEnd)
         let name = "\(source.name) layer \(layer.id)"
         let exportError = Locked<Error?>(nil)
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) {
+        let exporter: SystemThread
+        do { exporter = try SystemThread(shown: Bytes.of(layer.id)) {
+            // The import may stop reading (a bad layer, a full disk): the write then fails with
+            // EPIPE here instead of SIGPIPE ending the process.
+            SystemThread.blockSIGPIPE()
             do {
                 try source.diff(id: layer.id, parent: layer.parent, to: writeEnd, name: name, options: ExportOptions(whiteoutTime: 0))
             } catch {
                 exportError.withLock { $0 = error }
             }
             Sys.close(writeEnd)
+        } } catch {
+            Sys.close(readEnd)
+            Sys.close(writeEnd)
+            throw error
         }
         var importError: Error? = nil
         do {
@@ -86,9 +124,10 @@ public enum Migration {
             importError = error
         }
         Sys.close(readEnd)
-        group.wait()
-        // A failed export shows up on the import side as a broken stream: report the cause.
-        if let e = exportError.withLock({ $0 }) { throw e }
+        exporter.join()
+        // A failed export shows up on the import side as a broken stream: report the cause —
+        // unless the export failed only because the import had stopped reading.
+        if let e = exportError.withLock({ $0 }), !(importError != nil && isBrokenPipe(e)) { throw e }
         if let importError { throw importError }
     }
 }

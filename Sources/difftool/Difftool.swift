@@ -19,6 +19,8 @@ struct Difftool: ParsableCommand {
             On directories: diff, changes, size, apply, tar.
             On a store (--driver, --home, --storage-opt before or after the command):
             create, import, export, changes ID, size ID, mount, umount, rm, ls, status, metadata.
+            On an engine's own store, read-only (--adopt docker:PATH or containers:PATH):
+            ls, changes ID, size ID, export, mount, umount; migrate --from-adopt.
             """,
         subcommands: [
             DiffCommand.self, ChangesCommand.self, SizeCommand.self, ApplyCommand.self, TarCommand.self,
@@ -46,7 +48,7 @@ struct Difftool: ParsableCommand {
     /// The contract puts store options before the command (`difftool --home H import ID`);
     /// ArgumentParser wants a subcommand's options after its name, so leading ones move there.
     static func hoistingStoreOptions(_ args: [String]) -> [String] {
-        let takesValue: Set<String> = ["--driver", "--home", "--storage-opt"]
+        let takesValue: Set<String> = ["--driver", "--home", "--storage-opt", "--adopt", "--adopt-driver"]
         var leading: [String] = []
         var i = 0
         while i < args.count {

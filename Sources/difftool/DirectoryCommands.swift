@@ -5,6 +5,7 @@ import DiffKitArchive
 import DiffKitSystem
 import DiffKit
 import Drivers
+import EngineStores
 
 struct DiffCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "diff", abstract: "Naive diff of two directories as a layer tar.")
@@ -30,8 +31,11 @@ struct TreesOrLayer: ParsableArguments {
         guard (1...2).contains(paths.count) else { throw ValidationError("expected BASE LAYER or ID") }
     }
 
-    func pick<R>(trees: ([UInt8], [UInt8]) throws -> R, layer: (LayerStore, String) throws -> R) throws -> R {
-        paths.count == 2 ? try trees(Bytes.of(paths[0]), Bytes.of(paths[1])) : try layer(try store.open().0, paths[0])
+    func pick<R>(trees: ([UInt8], [UInt8]) throws -> R, layer: (LayerStore, String) throws -> R,
+                 adopted: (AdoptedStore, String) throws -> R) throws -> R {
+        if paths.count == 2 { return try trees(Bytes.of(paths[0]), Bytes.of(paths[1])) }
+        if let a = try store.adopted() { return try adopted(a, paths[0]) }
+        return try layer(try store.open().0, paths[0])
     }
 }
 
@@ -42,7 +46,8 @@ struct ChangesCommand: ParsableCommand {
     @Flag(help: "JSON output.") var json = false
 
     func run() throws {
-        let changes = try target.pick(trees: { try TreeDiff.changes(base: $0, layer: $1) }, layer: { try $0.changes(id: $1) })
+        let changes = try target.pick(trees: { try TreeDiff.changes(base: $0, layer: $1) }, layer: { try $0.changes(id: $1) },
+                                         adopted: { try $0.changes(id: $1) })
         try printChanges(changes, json: json)
     }
 }
@@ -54,7 +59,8 @@ struct SizeCommand: ParsableCommand {
     @Flag(help: "JSON output.") var json = false
 
     func run() throws {
-        let size = try target.pick(trees: { try Layers.diffSize(base: $0, layer: $1) }, layer: { try $0.size(id: $1) })
+        let size = try target.pick(trees: { try Layers.diffSize(base: $0, layer: $1) }, layer: { try $0.size(id: $1) },
+                                      adopted: { try $0.size(id: $1) })
         try json ? writeJSON(SizeJSON(size: size)) : writeStdout("\(size)\n")
     }
 }

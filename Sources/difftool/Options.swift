@@ -19,6 +19,14 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .customLong("storage-opt"), help: "K=V: a driver option (vfs.*, …) or a layer option (size).")
     var storageOpt: [String] = []
 
+    @Option(help: ArgumentHelp(
+        "Open an engine's own store in place, read-only: docker:PATH (a docker data root) or containers:PATH (a containers/storage root). Mounts go below --home.",
+        valueName: "engine:path"))
+    var adopt: String?
+
+    @Option(name: .customLong("adopt-driver"), help: ArgumentHelp("With --adopt: the driver whose layers to read, where the store has several.", valueName: "driver"))
+    var adoptDriver: String?
+
     var homePath: String {
         if let home { return home }
         if let x = getenv("XDG_DATA_HOME").map({ String(cString: $0) }), !x.isEmpty { return x + "/difftool" }
@@ -37,6 +45,7 @@ struct StoreOptions: ParsableArguments {
     }
 
     func open(idMap: IDMap = .identity) throws -> (LayerStore, [String: String]) {
+        if let adopt { throw AdoptOptions.notAvailable(adopt) }
         let (d, l) = try split()
         return (try LayerStore(driverName: driver.rawValue, home: Bytes.of(homePath), driverOptions: d, idMap: idMap), l)
     }

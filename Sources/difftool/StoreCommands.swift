@@ -4,6 +4,7 @@ import DiffKitArchive
 import DiffKitSystem
 import DiffKit
 import Drivers
+import EngineStores
 import Logging
 
 #if canImport(Glibc)
@@ -83,24 +84,31 @@ struct ExportCommand: ParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() throws {
-        let (s, _) = try store.open()
+        let adopted = try store.adopted()
+        let s = adopted == nil ? try store.open().0 : nil
         var options = profile.exportOptions()
         try layerOutput.apply(to: &options)
         var source = ExportSource.regenerated(reason: nil)
         let compression = layerOutput.compress.compression
         var digests: LayerDigests? = nil
         try FileOutput.with(output) { fd, name in
+            let fd = FileDescriptor(rawValue: fd)
             if layerOutput.noDigest && compression == .none {
-                source = try s.export(id: id, to: fd, name: name, options: options, naive: naive, regenerate: regenerate)
+                source = try adopted?.export(id: id, to: fd, name: name, options: options, naive: naive, regenerate: regenerate)
+                    ?? s!.export(id: id, to: fd, name: name, options: options, naive: naive, regenerate: regenerate)
                 return
             }
-            let made = try s.export(id: id, to: fd, name: name, compression: compression, options: options, naive: naive,
-                                    regenerate: regenerate, progress: layerOutput.progress.reporter(verb: "exporting"))
+            let progress = layerOutput.progress.reporter(verb: "exporting")
+            let made = try adopted?.export(id: id, to: fd, name: name, compression: compression, options: options, naive: naive,
+                                           regenerate: regenerate, progress: progress)
+                ?? s!.export(id: id, to: fd, name: name, compression: compression, options: options, naive: naive,
+                             regenerate: regenerate, progress: progress)
             layerOutput.progress.done()
             (source, digests) = (made.source, made.digests)
         }
         if case let .regenerated(reason?) = source {
-            writeStderr("difftool: warning: layer \(id): \(reason); the tar was regenerated (its diffID differs from the imported one)\n")
+            let recorded = adopted == nil ? "the imported one" : "the engine's"
+            writeStderr("difftool: warning: layer \(id): \(reason); the tar was regenerated (its diffID differs from \(recorded))\n")
         }
         try layerOutput.report(digests, source: source, toStdout: output != nil)
     }
@@ -122,6 +130,11 @@ struct MountCommand: ParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() throws {
+        if let a = try store.adopted() {
+            guard try ids.map().isIdentity else { throw CLIError(message: "mount: --uid-map/--gid-map are not available with --adopt") }
+            let path = try a.mount(id: id).string
+            return try json ? writeJSON(MountJSON(path: path)) : writeStdout(path + "\n")
+        }
         let (s, _) = try store.open()
         let map = try ids.map()
         let view = try s.mount(id: id, idMap: map,
@@ -148,7 +161,10 @@ struct UmountCommand: ParsableCommand {
     @OptionGroup var ids: IDMapOptions
     @OptionGroup var store: StoreOptions
 
-    func run() throws { try store.open().0.unmount(id: id, idMap: try ids.map()) }
+    func run() throws {
+        if let a = try store.adopted() { return try a.unmount(id: id) }
+        try store.open().0.unmount(id: id, idMap: try ids.map())
+    }
 }
 
 struct RmCommand: ParsableCommand {
@@ -165,6 +181,7 @@ struct LsCommand: ParsableCommand {
     @OptionGroup var store: StoreOptions
 
     func run() throws {
+        if let a = try store.adopted() { return try AdoptOptions.list(a, json: json) }
         let layers = try store.open().0.list().sorted { $0.id < $1.id }
         if json {
             try writeJSON(layers.map { LayerJSON(id: $0.id, parent: $0.parent, size: $0.appliedSize) })
@@ -203,9 +220,14 @@ struct MigrateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
         abstract: "Copy every layer of one store into another driver's store (parents first; resumable; the source is only read).")
-    @Option(help: "Source driver.") var from: DriverChoice
+    @Option(help: "Source driver.") var from: DriverChoice?
     @Option(name: .customLong("from-home"), help: "Source home: a difftool store, or for aufs also a bare aufs directory such as /var/lib/docker/aufs.")
-    var fromHome: String
+    var fromHome: String?
+    @Option(name: .customLong("from-adopt"), help: ArgumentHelp(
+        "Source: an engine's own store, read in place: docker:PATH or containers:PATH (instead of --from/--from-home).", valueName: "engine:path"))
+    var fromAdopt: String?
+    @Option(name: .customLong("from-adopt-driver"), help: ArgumentHelp("With --from-adopt: the driver whose layers to copy, where the store has several.", valueName: "driver"))
+    var fromAdoptDriver: String?
     @Option(help: "Target driver.") var to: DriverChoice
     @Option(name: .customLong("to-home"), help: "Target difftool store.") var toHome: String
     @OptionGroup var ids: IDMapOptions
@@ -216,6 +238,16 @@ struct MigrateCommand: ParsableCommand {
         // them to container IDs, the import back, and the target's new roots and implicit
         // parents get its root pair.
         let map = try ids.map()
+        if let fromAdopt {
+            guard from == nil && fromHome == nil else { throw ValidationError("--from-adopt replaces --from and --from-home") }
+            guard map.isIdentity else { throw ValidationError("--uid-map/--gid-map are not available with --from-adopt") }
+            let target = try LayerStore(driverName: to.rawValue, home: Bytes.of(toHome), idMap: map)
+            let r = try AdoptOptions.open(fromAdopt, driver: fromAdoptDriver, home: toHome).migrate(into: target, logger: Logger(label: "difftool"))
+            return try json ? writeJSON(MigrateJSON(copied: r.copied.count, skipped: r.skipped.count))
+                : writeStdout("copied \(r.copied.count) layers, skipped \(r.skipped.count) already in the target\n")
+        }
+        guard let from, let fromHome else { throw ValidationError("give --from and --from-home, or --from-adopt") }
+        try AdoptOptions.checkSource(driver: from.rawValue, home: fromHome)
         let source: Driver
         let layers: [Migration.Layer]
         if from == .aufs {

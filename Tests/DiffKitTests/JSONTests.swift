@@ -70,10 +70,10 @@ import Testing
     @Test func decodingErrorsNameTheKeyPath() throws {
         let doc = Array(#"{"rootfs":{"type":"layers","diff_ids":["a",7]},"history":[],"big":1,"negative":1,"ratio":1,"flag":true}"#.utf8)
         let e = #expect(throws: JSONError.self) { _ = try JSONDocument.decode(Config.self, from: doc) }
-        #expect(e?.description.contains("rootfs.diff_ids.[1]") == true, "\(e?.description ?? "")")
+        #expect(e?.description.contains("at .rootfs.diff_ids[1]: expected a string, found a number") == true, "\(e?.description ?? "")")
         let missing = Array(#"{"rootfs":{"type":"layers"}}"#.utf8)
         let m = #expect(throws: JSONError.self) { _ = try JSONDocument.decode(Config.self, from: missing) }
-        #expect(m?.description.contains("rootfs.diff_ids: missing") == true, "\(m?.description ?? "")")
+        #expect(m?.description.contains("at .rootfs.diff_ids: missing") == true, "\(m?.description ?? "")")
     }
 
     @Test func randomValuesRoundTrip() throws {

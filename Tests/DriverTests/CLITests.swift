@@ -198,4 +198,20 @@ enum CLI {
         #expect(try Manifest.of(String(mounted.dropLast()), mtimes: false).map { String($0.split(separator: " ")[0]) } == ["f", "h"])
         #expect(try CLI.run("--driver overlay2 --home \(target) umount c").0 == 0)
     }
+
+    /// A migrate whose import fails mid-layer (the target's disk is full) while the export still
+    /// writes: a clear error and exit 1, never death by SIGPIPE (exit 141 through the shell).
+    @Test(.requires(.root)) func migrateIntoAFullTargetFailsCleanly() throws {
+        let dir = try Fixture.tempDir("migrate-full")
+        defer { Fixture.cleanup(dir) }
+        try Shell.check("mkdir -p \(dir)/src \(dir)/full \(dir)/tree && head -c 16777216 /dev/urandom > \(dir)/tree/big")
+        try Shell.check("tar -C \(dir)/tree -cf \(dir)/layer.tar .")
+        let (s1, _, e1) = try CLI.run("--home \(dir)/src import base -i \(dir)/layer.tar")
+        #expect(s1 == 0, "\(e1)")
+        try Shell.check("mount -t tmpfs -o size=4m tmpfs \(dir)/full")
+        defer { _ = try? Shell.run("umount \(dir)/full") }
+        let (status, _, err) = try CLI.run("migrate --from vfs --from-home \(dir)/src --to vfs --to-home \(dir)/full/store")
+        #expect(status == 1, "exit \(status): \(err)")
+        #expect(err.contains("No space left on device") || err.contains("space"), "\(err)")
+    }
 }

@@ -65,7 +65,7 @@ extension Sys {
     }
 
     /// A bind mount of `source` on `target` (MS_BIND).
-    static func bindMount(_ source: [UInt8], on target: [UInt8]) throws {
+    package static func bindMount(_ source: [UInt8], on target: [UInt8]) throws {
         let r = withCString(source) { s in withCString(target) { Glibc.mount(s, $0, nil, UInt(MS_BIND), nil) } }
         if r != 0 { throw SystemError("bind mount of \(Bytes.string(source))", target, errno: errno) }
     }
@@ -74,7 +74,7 @@ extension Sys {
 extension Sys {
     /// Whether `path` is the root of a mount, bind mounts of a directory of the same filesystem
     /// included (its mount ID differs from its parent's); false where it does not exist.
-    static func isMountRoot(_ path: [UInt8]) -> Bool {
+    package static func isMountRoot(_ path: [UInt8]) -> Bool {
         var own: UInt64 = 0, up: UInt64 = 0
         guard withCString(path, { dk_mount_id($0, &own) }) == 0 else { return false }
         guard withCString(path + Bytes.of("/.."), { dk_mount_id($0, &up) }) == 0 else { return isMountPoint(path) }

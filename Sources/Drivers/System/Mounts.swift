@@ -11,7 +11,7 @@ extension Sys {
     package static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     /// The kernel release (`uname -r`) as numbers: "6.8.0-xyz" → [6, 8, 0].
-    static func kernelVersion() -> [Int] {
+    package static func kernelVersion() -> [Int] {
         var u = utsname()
         uname(&u)
         let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -19,21 +19,21 @@ extension Sys {
     }
 
     /// mount(2) of an overlay on `target` with `data` as its options.
-    static func mountOverlay(target: [UInt8], data: String) throws {
+    package static func mountOverlay(target: [UInt8], data: String) throws {
         let r = withCString(target) { Glibc.mount("overlay", $0, "overlay", 0, data) }
         if r != 0 { throw SystemError("mount overlay", target, errno: errno) }
     }
 
     /// mount(2) of an overlay whose `data` holds paths relative to `directory` (the mount runs
     /// in a child process that changes into it; this process's working directory is untouched).
-    static func mountOverlay(from directory: [UInt8], target: [UInt8], data: String) throws {
+    package static func mountOverlay(from directory: [UInt8], target: [UInt8], data: String) throws {
         let r = withCString(directory) { d in withCString(target) { dk_mount_overlay_from(d, $0, data) } }
         if r != 0 { throw SystemError("mount overlay (from \(Bytes.string(directory)))", target, errno: r) }
     }
 
     /// An overlay mounted with the new mount API: every (key, value) pair is one fsconfig call
     /// (value nil: a flag), so a list of `lowerdir+` entries has no length limit as a whole.
-    static func mountOverlay(target: [UInt8], parameters: [(String, String?)]) throws {
+    package static func mountOverlay(target: [UInt8], parameters: [(String, String?)]) throws {
         let fs = dk_fsopen("overlay")
         if fs < 0 { throw SystemError("fsopen overlay", target, errno: errno) }
         defer { close(fs) }
@@ -49,7 +49,7 @@ extension Sys {
     }
 
     /// umount2(2); `detach` lazily (MNT_DETACH), so other mount namespaces drop it too.
-    static func unmount(_ target: [UInt8], detach: Bool = true) throws {
+    package static func unmount(_ target: [UInt8], detach: Bool = true) throws {
         if withCString(target, { umount2($0, detach ? Int32(MNT_DETACH) : 0) }) != 0 {
             throw SystemError("umount", target, errno: errno)
         }
@@ -57,7 +57,7 @@ extension Sys {
 
     /// Whether `path` is the root of a mount (its device differs from its parent's, or it is
     /// its own parent).
-    static func isMountPoint(_ path: [UInt8]) -> Bool {
+    package static func isMountPoint(_ path: [UInt8]) -> Bool {
         guard let st = try? fstatat(AT_FDCWD, path), let up = try? fstatat(AT_FDCWD, path + Bytes.of("/..")) else { return false }
         return st.st_dev != up.st_dev || st.st_ino == up.st_ino
     }
@@ -65,7 +65,7 @@ extension Sys {
 
 extension Sys {
     /// mount(2) of any filesystem (`flags`: MS_* such as MS_REMOUNT).
-    static func mount(source: String, target: [UInt8], type: String, flags: UInt, data: String) throws {
+    package static func mount(source: String, target: [UInt8], type: String, flags: UInt, data: String) throws {
         let r = withCString(target) { Glibc.mount(source, $0, type, flags, data) }
         if r != 0 { throw SystemError("mount \(type)", target, errno: errno) }
     }
