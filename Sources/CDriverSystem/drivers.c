@@ -313,16 +313,23 @@ int dk_btrfs_send(int fd, int out_fd, uint64_t parent_root, uint64_t flags) {
     a.flags = flags;
     return ioctl(fd, BTRFS_IOC_SEND, &a);
 }
-int dk_btrfs_subvol_info(int fd, uint64_t *id, uint8_t uuid[16], uint8_t parent_uuid[16]) {
+int dk_btrfs_subvol_info(int fd, struct dk_btrfs_subvol *out) {
     struct btrfs_ioctl_get_subvol_info_args a;
     memset(&a, 0, sizeof a);
     // It may return 1 (the tree search's "not an exact key") on success.
     if (ioctl(fd, BTRFS_IOC_GET_SUBVOL_INFO, &a) < 0) return -1;
-    *id = a.treeid;
-    memcpy(uuid, a.uuid, 16);
-    memcpy(parent_uuid, a.parent_uuid, 16);
+    out->id = a.treeid;
+    out->ctransid = a.ctransid;
+    out->otransid = a.otransid;
+    out->flags = a.flags;
+    memcpy(out->uuid, a.uuid, 16);
+    memcpy(out->parent_uuid, a.parent_uuid, 16);
     return 0;
 }
+int dk_renameat2(int olddirfd, const char *oldname, int newdirfd, const char *newname, unsigned flags) {
+    return (int)syscall(SYS_renameat2, olddirfd, oldname, newdirfd, newname, flags);
+}
+int dk_syncfs(int fd) { return syncfs(fd); }
 long dk_btrfs_ino_paths(int fd, uint64_t ino, char *out, size_t size) {
     struct btrfs_data_container *c = malloc(size);
     if (!c) return -1;

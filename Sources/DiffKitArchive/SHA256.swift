@@ -6,28 +6,24 @@ import DiffKitSystem
 import Glibc
 #endif
 
-/// SHA-256 through libcrypto's EVP interface.
+/// SHA-256 through libcrypto (its SHA256_* functions: no EVP set-up).
 public final class SHA256 {
-    private let ctx: OpaquePointer
+    private var ctx = SHA256_CTX()
 
     /// A new digest.
     public init() {
-        ctx = EVP_MD_CTX_new()
-        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+        SHA256_Init(&ctx)
     }
-
-    deinit { EVP_MD_CTX_free(ctx) }
 
     /// Add bytes to the digest.
     public func update(_ p: UnsafeRawBufferPointer) {
-        if p.count > 0 { EVP_DigestUpdate(ctx, p.baseAddress, p.count) }
+        if p.count > 0 { SHA256_Update(&ctx, p.baseAddress, p.count) }
     }
 
     /// `sha256:<hex>`.
     public func finish() -> String {
         var out = [UInt8](repeating: 0, count: 32)
-        var n: UInt32 = 0
-        EVP_DigestFinal_ex(ctx, &out, &n)
+        SHA256_Final(&out, &ctx)
         return "sha256:" + out.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 

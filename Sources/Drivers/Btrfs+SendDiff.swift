@@ -1,12 +1,13 @@
 // btrfs diffs from the filesystem: a child layer is a snapshot of its parent, so the kernel's
 // send stream between the two (BTRFS_IOC_SEND with NO_FILE_DATA) names every path that may
-// have changed. Send needs read-only subvolumes: each diff makes read-only snapshots of the
-// layer and its parent in `home/.send` (free, and the layers stay writable), reads the stream
-// on another thread from a pipe, and deletes the snapshots after. The paths the stream names
-// are then judged by the naive diff's own rules (`TreeDiff.changes(base:layer:at:…)`), so what
-// the stream reports that is no change (extents rewritten with the same data, the times of
-// parent directories) is judged as the full walk judges it, and ownership, xattrs, hardlinks and
-// type changes too; only those paths are read and written to the tar.
+// have changed. Send needs read-only subvolumes: a diff reads read-only snapshots of the layer
+// and its parent, kept in `home/.send` from one diff to the next while the layer has not changed
+// (`Btrfs+SendSnapshots.swift`), and reads the stream on another thread from a pipe. The paths
+// the stream names are then judged by the naive diff's own rules
+// (`TreeDiff.changes(base:layer:at:…)`), so what the stream reports that is no change (extents
+// rewritten with the same data, the times of parent directories) is judged as the full walk
+// judges it, and ownership, xattrs, hardlinks and type changes too; only those paths are read
+// and written to the tar.
 //
 // Where send cannot be used — the layer is not a snapshot of the parent (a layer made from a
 // template), no parent, a kernel or privilege that refuses send — the naive diff is used, and
@@ -35,8 +36,6 @@ final class BtrfsSendState: Sendable {
 }
 
 extension BtrfsDriver {
-    var sendDirectory: [UInt8] { homeDir + Bytes.of("/.send") }
-
     /// The changes of `id` against `parent` from a send stream, given to `body` with the root to
     /// read the layer's files from (a read-only snapshot of it, valid during `body`); nil when
     /// send cannot be used (the reason is kept for `status`).
@@ -53,72 +52,53 @@ extension BtrfsDriver {
         return result
     }
 
-    /// Why send diffs cannot be used for `id` on `parent`, or nil when they can be tried.
-    func sendBlocker(id: String, parent: String) -> String? {
-        // Checked first: an unprivileged user may make the snapshots but neither send nor, as a
-        // rule, delete them.
-        if geteuid() != 0 { return "btrfs send needs root" }
-        do {
-            let layer = try Sys.open(subvolume(id), O_RDONLY | O_DIRECTORY)
-            defer { Sys.close(layer) }
-            let up = try Sys.open(subvolume(parent), O_RDONLY | O_DIRECTORY)
-            defer { Sys.close(up) }
-            let info = try Btrfs.subvolumeInfo(layer, shown: subvolume(id))
-            let parentInfo = try Btrfs.subvolumeInfo(up, shown: subvolume(parent))
-            if info.parentUUID != parentInfo.uuid { return "not a snapshot of its parent \(parent)" }
-            return nil
-        } catch {
-            return "\(error)"
-        }
-    }
-
-    /// Make read-only snapshots of `id` and `parent`, read the send stream between them, and run
-    /// `body` with (the layer's snapshot, the parent's, an open descriptor of the layer's, the
-    /// paths the stream names); the snapshots are deleted after. nil (with `reason` called) when
-    /// send cannot be used; errors of `body` are thrown.
+    /// Run `body` with read-only snapshots of `id` and `parent` as they are now — (the layer's,
+    /// the parent's, an open descriptor of the layer's, the paths the send stream between them
+    /// names) — held until it returns. nil (with `reason` called) when send cannot be used;
+    /// errors of `body` are thrown.
     func withSendSnapshots<R>(id: String, parent: String, reason: (String) -> Void,
                               _ body: ([UInt8], [UInt8], Int32, PathSet) throws -> R) throws -> R? {
-        if let why = sendBlocker(id: id, parent: parent) {
-            reason(why)
+        // Checked first: an unprivileged user may make the snapshots but neither send nor, as a
+        // rule, delete them.
+        if geteuid() != 0 {
+            reason("btrfs send needs root")
             return nil
-        }
-        let dir = sendDirectory
-        let n = sendState.state.withLock { s -> Int in
-            s.counter += 1
-            return s.counter
-        }
-        let names = ["send-\(getpid())-\(n)-layer", "send-\(getpid())-\(n)-parent"]
-        var made: [String] = []
-        let dfd: Int32
-        do {
-            try prepareSendDirectory()
-            dfd = try Sys.open(dir, O_RDONLY | O_DIRECTORY)
-        } catch {
-            reason("\(error)")
-            return nil
-        }
-        defer {
-            for name in made { removeSendSnapshot(dfd, name) }
-            Sys.close(dfd)
         }
         var fds: [Int32] = []
         defer { fds.forEach(Sys.close) }
+        var dfd: Int32 = -1
+        defer { if dfd >= 0 { Sys.close(dfd) } }
+        var held: [HeldSnapshot?] = [nil, nil]
+        defer { for h in held { if let h { release(dfd, h) } } }
         let paths: PathSet
         do {
-            for (name, source) in zip(names, [id, parent]) {
-                let src = try Sys.open(subvolume(source), O_RDONLY | O_DIRECTORY)
-                defer { Sys.close(src) }
-                try Btrfs.readOnlySnapshot(src, into: dfd, name, shown: dir + Bytes.of("/" + name))
-                made.append(name)
-                fds.append(try Sys.openat(dfd, Bytes.of(name), O_RDONLY | O_DIRECTORY, shown: dir + Bytes.of("/" + name)))
+            let ids = [id, parent]
+            for source in ids { fds.append(try Sys.open(subvolume(source), O_RDONLY | O_DIRECTORY)) }
+            var infos = try zip(fds, ids).map { try Btrfs.subvolumeInfo($0, shown: subvolume($1)) }
+            if infos[0].parentUUID != infos[1].uuid {
+                reason("not a snapshot of its parent \(parent)")
+                return nil
             }
-            let parentID = try Btrfs.subvolumeID(fds[1], shown: dir + Bytes.of("/" + names[1]))
-            paths = try Self.sendPaths(fds[0], parent: parentID, shown: dir + Bytes.of("/" + names[0]))
+            dfd = try openSendDirectory()
+            for i in 0..<2 { held[i] = try holdSnapshot(dfd, ids[i]) }
+            // A kept snapshot is trusted only with the layer's data flushed (its ctransid moves then).
+            if zip(held, infos).contains(where: { h, info in h.map { Self.isCurrent($0.info, for: info) } ?? false }) {
+                try Btrfs.syncFilesystem(fds[0], shown: subvolume(id))
+                infos = try zip(fds, ids).map { try Btrfs.subvolumeInfo($0, shown: subvolume($1)) }
+            }
+            for i in 0..<2 {
+                if let h = held[i], Self.isCurrent(h.info, for: infos[i]) { continue }
+                if let h = held[i] { Sys.close(h.fd) }
+                held[i] = nil
+                held[i] = try freshSnapshot(dfd, of: ids[i], source: fds[i])
+            }
+            paths = try Self.sendPaths(held[0]!.fd, parent: held[1]!.info.id, shown: sendDirectory + Bytes.of("/" + held[0]!.name))
         } catch {
             reason("\(error)")
             return nil
         }
-        return try body(dir + Bytes.of("/" + names[0]), dir + Bytes.of("/" + names[1]), fds[0], paths)
+        let dir = sendDirectory + [LayerPath.slash]
+        return try body(dir + Bytes.of(held[0]!.name), dir + Bytes.of(held[1]!.name), held[0]!.fd, paths)
     }
 
     /// The send stream of the read-only subvolume `fd` against subvolume `parent` (0: a full
@@ -188,37 +168,6 @@ extension BtrfsDriver {
         return paths.result()
     }
 
-    /// `home/.send`, made if missing; snapshots left there by processes that are gone are removed
-    /// (once per driver).
-    func prepareSendDirectory() throws {
-        let dir = sendDirectory
-        if (try Sys.lstatIfExists(AT_FDCWD, dir)) == nil {
-            let e = Sys.tryMkdir(dir, mode: 0o700)
-            if e != 0 && e != EEXIST { throw SystemError("mkdir", dir, errno: e) }
-        }
-        let sweep = sendState.state.withLock { s -> Bool in
-            defer { s.swept = true }
-            return !s.swept
-        }
-        guard sweep else { return }
-        let fd = try Sys.open(dir, O_RDONLY | O_DIRECTORY)
-        defer { Sys.close(fd) }
-        for e in try Sys.readDirectory(fd, shown: dir) {
-            let parts = Bytes.string(e.name).split(separator: "-")
-            guard parts.count >= 2, parts[0] == "send" || parts[0] == "probe", let pid = Int32(parts[1]) else { continue }
-            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH { removeSendSnapshot(fd, Bytes.string(e.name)) }
-        }
-    }
-
-    /// Delete a snapshot of `home/.send` (and its qgroup, with quotas on); errors are ignored.
-    func removeSendSnapshot(_ dirfd: Int32, _ name: String) {
-        if (try? quotaEnabled()) == true, let fd = try? Sys.openat(dirfd, Bytes.of(name), O_RDONLY | O_DIRECTORY, shown: Bytes.of(name)) {
-            if let q = try? Btrfs.subvolumeID(fd, shown: Bytes.of(name)) { try? Btrfs.destroyQgroup(dirfd, q, shown: Bytes.of(name)) }
-            Sys.close(fd)
-        }
-        try? Btrfs.destroySubvolume(dirfd, name, shown: sendDirectory + Bytes.of("/" + name))
-    }
-
     /// Whether this kernel sends here: a full NO_FILE_DATA stream of a fresh, empty read-only
     /// subvolume in `home/.send`, read to its END. "" when it does, else why not (kept).
     func sendProbe() -> String {
@@ -226,15 +175,10 @@ extension BtrfsDriver {
         let answer: String
         do {
             if geteuid() != 0 { throw DriverError.notSupported(driver: name, reason: "btrfs send needs root") }
-            try prepareSendDirectory()
             let dir = sendDirectory
-            let dfd = try Sys.open(dir, O_RDONLY | O_DIRECTORY)
+            let dfd = try openSendDirectory()
             defer { Sys.close(dfd) }
-            let n = sendState.state.withLock { s -> Int in
-                s.counter += 1
-                return s.counter
-            }
-            let empty = "probe-\(getpid())-\(n)", frozen = "probe-\(getpid())-\(n)-ro"
+            let empty = temporarySnapshotName(), frozen = temporarySnapshotName()
             try Btrfs.createSubvolume(dfd, empty, shown: dir + Bytes.of("/" + empty))
             defer { removeSendSnapshot(dfd, empty) }
             let src = try Sys.openat(dfd, Bytes.of(empty), O_RDONLY | O_DIRECTORY, shown: dir + Bytes.of("/" + empty))

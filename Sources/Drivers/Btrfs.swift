@@ -2,6 +2,7 @@
 //
 //   home/subvolumes/<id>   the layer's root filesystem (a subvolume)
 //   home/quotas/<id>       its size limit in bytes, when one was asked for
+//   home/.send/<id>        a read-only snapshot of it kept for send diffs (`Btrfs+SendSnapshots.swift`)
 //
 // Nothing is mounted. Diffs come from btrfs send (`Btrfs+SendDiff.swift`); where send cannot
 // be used, the naive ones, told that a child is a snapshot: a file with its parent's inode
@@ -173,12 +174,14 @@ public final class BtrfsDriver: Driver {
         }
     }
 
-    /// Remove the layer's subvolume, the subvolumes made inside it, and its qgroup.
+    /// Remove the layer's subvolume, the subvolumes made inside it, its qgroup and the read-only
+    /// snapshot kept of it for send diffs.
     public func remove(id: String) throws {
         try validate(id: id)
         guard exists(id: id) else { throw DriverError.layerNotFound(id) }
         try? Sys.unlink(quotaFile(id))
         try? Sys.unlink(quotaFile(id) + Bytes.of(".tmp"))
+        removeKeptSnapshots(of: id)
 
         try destroy(id)
     }

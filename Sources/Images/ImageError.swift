@@ -55,7 +55,8 @@ public enum ImageError: Error, CustomStringConvertible, Sendable {
         case let .layer(image, layer, blob, underlying):
             // An applier's refusal names the entry and the archive already.
             if let e = underlying as? DiffKitError, case .applyFailed = e { return "\(image): layer \(layer): \(e)" }
-            return "\(image): layer \(layer): \(blob.string): \(underlying)"
+            let text = "\(underlying)"
+            return "\(image): layer \(layer): " + (text.contains(blob.string) ? text : "\(blob.string): \(text)")
         case let .emptyReference(argument): return "\(argument): an empty image reference"
         case let .invalidPlatform(text):
             return "'\(text)': expected os/arch[/variant], such as linux/amd64 or linux/arm/v7"

@@ -22,10 +22,19 @@ struct ImportImageCommand: ParsableCommand {
     var path: String
     @Option(help: "The platform to take from a multi-platform index: os/arch[/variant] (default: this machine's).")
     var platform: String?
+    @Option(help: ArgumentHelp(
+        "Layers decompressed, checked and applied at once (default: the number of online cores).",
+        discussion: "Only where the driver writes each new layer into a directory of its own (overlay2, aufs); on vfs and btrfs a child starts as a copy or snapshot of its parent's content, so layers are applied one after the other whatever N is. The chain is linked in order at the end.",
+        valueName: "n"))
+    var jobs: Int?
     @OptionGroup var ids: IDMapOptions
     @OptionGroup var progress: ProgressOption
     @OptionGroup var store: StoreOptions
     @Flag(help: "JSON output (every layer's id and diffID).") var json = false
+
+    func validate() throws {
+        if let jobs, jobs < 1 { throw ValidationError("--jobs: at least 1") }
+    }
 
     func run() throws {
         let map = try ids.map()
@@ -43,7 +52,8 @@ struct ImportImageCommand: ParsableCommand {
             apply.logger = .init(label: "difftool")
             let count = image.layers.count
             let reporters = (0..<count).map { progress.reporter(verb: "importing layer \($0 + 1)/\(count)") }
-            let options = ImageImportOptions(apply: apply, createOptions: layerOptions, progress: { layer, bytes, entries in
+            let options = ImageImportOptions(apply: apply, createOptions: layerOptions, jobs: jobs ?? ImageImportOptions.onlineCores,
+                                             progress: { layer, bytes, entries in
                 reporters[layer]?(bytes, entries)
             })
             defer { progress.done() }

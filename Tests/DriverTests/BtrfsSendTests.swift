@@ -20,6 +20,20 @@ import Glibc
         try body(fs)
     }
 
+    /// The names in directory `dir`, sorted.
+    static func entries(_ dir: String) throws -> [String] {
+        let fd = try Sys.open(Bytes.of(dir), O_RDONLY | O_DIRECTORY)
+        defer { Sys.close(fd) }
+        return try Sys.readDirectory(fd, shown: Bytes.of(dir)).map { Bytes.string($0.name) }.sorted()
+    }
+
+    /// The subvolume id of `.send/NAME` (nil when there is none).
+    static func keptID(_ home: String, _ name: String) -> UInt64? {
+        guard let fd = try? Sys.open(Bytes.of(home + "/.send/" + name), O_RDONLY | O_DIRECTORY) else { return nil }
+        defer { Sys.close(fd) }
+        return try? Btrfs.subvolumeID(fd, shown: [])
+    }
+
     static func parse(_ bytes: [UInt8], chunk: Int) throws -> [BtrfsSendCommand] {
         var parser = BtrfsSendStreamParser()
         var out: [BtrfsSendCommand] = []
@@ -155,8 +169,8 @@ import Glibc
                 try Fixture.apply(Bytes.string(try d.getBytes(id: "c\(i)")), ops)
                 try Self.expectSameAsNaive(d, "c\(i)", "base", what)
             }
-            // Nothing is left behind in the snapshot directory.
-            #expect(try listing(fs.mountPoint + "/home/.send").isEmpty)
+            // Only the layers' kept snapshots stay in the snapshot directory.
+            #expect(try Self.entries(fs.mountPoint + "/home/.send") == (["base"] + cases.indices.map { "c\($0)" }).sorted())
         }
     }
 
@@ -214,12 +228,149 @@ import Glibc
             let status = Dictionary(uniqueKeysWithValues: d.status())
             #expect(status["Send Diff Fallback"] == "layer templated: not a snapshot of its parent base")
 
-            // A leftover of a process that is gone (a shell that has exited).
+            // Leftovers of a process that is gone (a shell that has exited), as this version and
+            // an earlier one name them.
             let gone = try Shell.run("echo $$").output.split(separator: "\n")[0]
             try Shell.check("btrfs -q subvolume snapshot -r \(home)/subvolumes/base \(home)/.send/send-\(gone)-1-layer")
+            try Shell.check("btrfs -q subvolume snapshot -r \(home)/subvolumes/base \(home)/.send/@\(gone)-2")
             let fresh = try BtrfsDriver(home: Bytes.of(home))
             try Self.expectSameAsNaive(fresh, "other", "base", "after a leftover")
-            #expect(try listing(home + "/.send").isEmpty)
+            #expect(try Self.entries(home + "/.send") == ["base", "other"])
+        }
+    }
+
+    /// The read-only snapshots are kept between diffs: reused while their layer is unchanged, made
+    /// again when it changed — data appended and not yet flushed, an owner, a file added, the
+    /// parent changed — and every diff equals the naive one.
+    @Test(.requires(.root, .filesystem("btrfs"))) func keptSnapshotsFollowTheirLayers() throws {
+        try withBtrfs { fs in
+            let home = fs.mountPoint + "/home"
+            let d = try BtrfsDriver(home: Bytes.of(home))
+            try d.create(id: "base", parent: nil, options: [:])
+            let base = Bytes.string(try d.getBytes(id: "base"))
+            try Fixture.apply(base, [.file("f", "data"), .file("g", "g"), .dir("d")])
+            try d.create(id: "child", parent: "base", options: [:])
+            let child = Bytes.string(try d.getBytes(id: "child"))
+            try Fixture.apply(child, [.file("new", "n")])
+            try Self.expectSameAsNaive(d, "child", "base", "first")
+            #expect(try Self.entries(home + "/.send") == ["base", "child"])
+            // (The naive diff's first read of a file moves its atime, so its layer's ctransid:
+            // one more send diff settles that.)
+            _ = try d.withFilesystemChanges(id: "child", parent: "base") { c, _ in c }
+            let first = (Self.keptID(home, "child"), Self.keptID(home, "base"))
+
+            // Unchanged: the same snapshots (another driver: another process's view).
+            let other = try BtrfsDriver(home: Bytes.of(home))
+            try Self.expectSameAsNaive(other, "child", "base", "unchanged")
+            #expect(Self.keptID(home, "child") == first.0 && Self.keptID(home, "base") == first.1)
+
+            // Appended with write(2) and not synced: found all the same.
+            let fd = open(child + "/f", O_WRONLY | O_APPEND)
+            #expect(fd >= 0 && write(fd, "more", 4) == 4)
+            close(fd)
+            #expect(try d.withFilesystemChanges(id: "child", parent: "base") { c, _ in c.map(\.line) } == ["C /f", "A /new"])
+            #expect(Self.keptID(home, "child") != first.0 && Self.keptID(home, "base") == first.1)
+            try Self.expectSameAsNaive(d, "child", "base", "appended")
+
+            for (what, ops) in [("owner", [Op.chown("g", 4, 4)]), ("added", [.file("d/x", "x")])] {
+                let before = Self.keptID(home, "child")
+                try Fixture.apply(child, ops)
+                try Self.expectSameAsNaive(d, "child", "base", what)
+                #expect(Self.keptID(home, "child") != before, "\(what)")
+            }
+            // The parent changed: its snapshot is made again, the child's kept.
+            _ = try d.withFilesystemChanges(id: "child", parent: "base") { c, _ in c }
+            let kept = Self.keptID(home, "child")
+            try Fixture.apply(base, [.file("g", "changed in the parent")])
+            try Self.expectSameAsNaive(d, "child", "base", "parent changed")
+            #expect(Self.keptID(home, "child") == kept && Self.keptID(home, "base") != first.1)
+            #expect(try Self.entries(home + "/.send") == ["base", "child"])
+        }
+    }
+
+    /// A snapshot another process is reading is neither replaced nor removed: a diff of a changed
+    /// layer then reads a snapshot of its own, removed after; once unused, the kept one is replaced.
+    /// `remove` takes the layer's kept snapshot, or when that one is in use, leaves it to the next
+    /// `remove`; a layer made again under the same id does not take it for its own.
+    @Test(.requires(.root, .filesystem("btrfs"))) func snapshotsInUseAndRemove() throws {
+        try withBtrfs { fs in
+            let home = fs.mountPoint + "/home"
+            let d = try BtrfsDriver(home: Bytes.of(home))
+            try d.create(id: "base", parent: nil, options: [:])
+            let base = Bytes.string(try d.getBytes(id: "base"))
+            try Fixture.apply(base, [.file("a", "a")])
+            for c in ["c1", "c2"] {
+                try d.create(id: c, parent: "base", options: [:])
+                try Fixture.apply(Bytes.string(try d.getBytes(id: c)), [.file(c, c)])
+            }
+            try Self.expectSameAsNaive(d, "c1", "base", "c1")
+            let kept = Self.keptID(home, "base")
+
+            // Another reader (its own open: flock treats it as another process) holds base's.
+            let reader = open(home + "/.send/base", O_RDONLY | O_DIRECTORY)
+            #expect(reader >= 0 && flock(reader, LOCK_SH) == 0)
+            try Fixture.apply(base, [.file("a", "changed")])
+            try Self.expectSameAsNaive(d, "c2", "base", "held")
+            #expect(Self.keptID(home, "base") == kept)
+            #expect(try Self.entries(home + "/.send") == ["base", "c1", "c2"])
+            close(reader)
+            try Self.expectSameAsNaive(d, "c2", "base", "released")
+            #expect(Self.keptID(home, "base") != kept)
+
+            // c2 removed while its kept snapshot is read: that one is left, and taken by the next
+            // remove.
+            let held = open(home + "/.send/c2", O_RDONLY | O_DIRECTORY)
+            #expect(held >= 0 && flock(held, LOCK_SH) == 0)
+            try d.remove(id: "c2")
+            #expect(try Self.entries(home + "/.send") == ["base", "c1", "c2"])
+            close(held)
+            try d.remove(id: "c1")
+            #expect(try Self.entries(home + "/.send") == ["base"])
+
+            // A layer made again under the id of a snapshot left so is another subvolume: that
+            // snapshot is not its (made unchanged from base, its ctransid is base's).
+            try d.create(id: "c3", parent: "base", options: [:])
+            try Fixture.apply(Bytes.string(try d.getBytes(id: "c3")), [.file("c3", "c3")])
+            try Self.expectSameAsNaive(d, "c3", "base", "c3")
+            let held3 = open(home + "/.send/c3", O_RDONLY | O_DIRECTORY)
+            #expect(held3 >= 0 && flock(held3, LOCK_SH) == 0)
+            try d.remove(id: "c3")
+            try d.create(id: "c3", parent: "base", options: [:])
+            try Self.expectSameAsNaive(d, "c3", "base", "made again")
+            close(held3)
+            try d.remove(id: "c3")
+            try d.remove(id: "base")
+            #expect(try Self.entries(home + "/.send").isEmpty)
+            #expect(try Shell.run("btrfs subvolume list \(fs.mountPoint)").output.isEmpty)
+        }
+    }
+
+    /// Two processes export one layer over and over while a third keeps moving its ctransid (atime
+    /// only: no change in the tar), so kept snapshots are replaced under them: every export
+    /// succeeds with the same bytes, and only the kept snapshots are left.
+    @Test(.requires(.root, .filesystem("btrfs"))) func twoProcessesShareKeptSnapshots() throws {
+        try withBtrfs { fs in
+            let dir = fs.mountPoint
+            let cli = "\(CLI.binary) --driver btrfs --home \(dir)/store"
+            try Shell.check("\(cli) create base")
+            let base = try Shell.run("\(cli) mount base").output.split(separator: "\n")[0]
+            try Shell.check("mkdir \(base)/d && echo a > \(base)/d/a && echo b > \(base)/b && \(cli) create child --parent base")
+            let child = try Shell.run("\(cli) mount child").output.split(separator: "\n")[0]
+            try Shell.check("echo c > \(child)/d/c && echo bb > \(child)/b")  // (no deletion: a whiteout is dated by its export)
+            try Shell.check("\(cli) export child -q -o \(dir)/reference.tar")
+            let worker = { (name: String) in
+                "for i in $(seq 1 12); do \(cli) export child -q -o \(dir)/\(name).tar || exit 1; cmp -s \(dir)/\(name).tar \(dir)/reference.tar || exit 2; done"
+            }
+            let toucher = "for i in $(seq 1 60); do touch -a -d @$((1600000000 + i)) \(child)/d/c \(base)/d/a || exit 1; sleep 0.02; done"
+            for (name, script) in [("a", worker("a")), ("b", worker("b")), ("t", toucher)] {
+                try Shell.check("(sh -c '\(script)' > \(dir)/\(name).log 2>&1; echo $? > \(dir)/\(name).rc) &")
+            }
+            for _ in 0..<6000 where ["a", "b", "t"].contains(where: { access(dir + "/\($0).rc", R_OK) != 0 }) { usleep(20_000) }
+            usleep(50_000)
+            let rc = try ["a", "b", "t"].map { String(decoding: try Pipe.read(dir + "/\($0).rc"), as: UTF8.self) }
+            let logs = try ["a", "b"].map { String(decoding: try Pipe.read(dir + "/\($0).log"), as: UTF8.self) }
+            #expect(rc == ["0\n", "0\n", "0\n"], "\(logs)")
+            #expect(try Self.entries(dir + "/store/btrfs/.send") == ["base", "child"])
         }
     }
 }

@@ -61,11 +61,20 @@ int dk_mount_id(const char *path, uint64_t *id);
 
 // btrfs send (diffs from the filesystem): a read-only snapshot; the send stream of the
 // read-only subvolume `fd` against the read-only subvolume `parent_root` (its id; 0: a full
-// stream) written to `out_fd` (a pipe's write end, read by another thread); the subvolume's id,
-// UUID and parent UUID (GET_SUBVOL_INFO, Linux 4.18+). 0 or -1 with errno.
+// stream) written to `out_fd` (a pipe's write end, read by another thread); what
+// GET_SUBVOL_INFO (Linux 4.18+) says of the subvolume `fd` is in: its id, the transactions of its
+// last change (ctransid) and of its making (otransid), its flags (BTRFS_SUBVOL_RDONLY), its UUID
+// and the UUID of the subvolume it is a snapshot of; renameat2 (RENAME_NOREPLACE,
+// RENAME_EXCHANGE); syncfs. 0 or -1 with errno.
+struct dk_btrfs_subvol {
+    uint64_t id, ctransid, otransid, flags;
+    uint8_t uuid[16], parent_uuid[16];
+};
 int dk_btrfs_snapshot_readonly(int srcfd, int dirfd, const char *name);
 int dk_btrfs_send(int fd, int out_fd, uint64_t parent_root, uint64_t flags);
-int dk_btrfs_subvol_info(int fd, uint64_t *id, uint8_t uuid[16], uint8_t parent_uuid[16]);
+int dk_btrfs_subvol_info(int fd, struct dk_btrfs_subvol *out);
+int dk_renameat2(int olddirfd, const char *oldname, int newdirfd, const char *newname, unsigned flags);
+int dk_syncfs(int fd);
 // Every path of inode `ino` in the subvolume of `fd`, relative to its root, NUL-terminated one
 // after the other in `out`; the bytes used, or -1 with errno (EOVERFLOW: `out` is too small).
 long dk_btrfs_ino_paths(int fd, uint64_t ino, char *out, size_t size);
