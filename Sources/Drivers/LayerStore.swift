@@ -78,7 +78,7 @@ public final class LayerStore: Sendable {
     /// (nil), so a holder that lets go at once does not fail the caller: an import holds its
     /// layer's lock a moment after writing its record, and a child forked by any thread of this
     /// process (a `system()`, a library user's spawn) shares every lock of the process until it
-    /// execs. Under the store lock (import, remove) nothing else can be removing or importing the
+    /// execs. Under the store lock (imports, remove) nothing else can be removing or importing the
     /// layer, so such a holder is all an import can meet; a remove may also meet an export, which
     /// it still refuses, a second later.
     func lockLayerSoon(_ id: String, exclusive: Bool) throws -> Int32? {
