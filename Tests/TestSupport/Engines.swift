@@ -38,6 +38,21 @@ public enum Engines {
         return String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(text)
     }
 
+    /// Start `command` (a shell command line) in the background in a session of its own, its
+    /// output in `log`, with no descriptor of the test process but stdin, stdout and stderr: a
+    /// daemon lives for the whole test, so one it inherited (another test's file opened without
+    /// close-on-exec, holding a flock) would stay open, and locked, as long. Its PID.
+    static func startDetached(_ command: String, in dir: String, log: String) throws -> pid_t {
+        try Fixture.apply(dir, [.file("launch", """
+            #!/bin/bash
+            for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done
+            exec setsid "$@"
+
+            """, mode: 0o755)])
+        try Shell.check("'\(dir)/launch' \(command) >'\(log)' 2>&1 </dev/null & echo $! >'\(dir)/shell.pid'")
+        return readPID(dir + "/shell.pid")
+    }
+
     /// Read a pid written by a daemon or by the shell's `echo $!`.
     static func readPID(_ path: String) -> pid_t {
         guard let bytes = try? Pipe.read(path) else { return 0 }
@@ -83,8 +98,7 @@ public final class DockerDaemon {
         let command = "\(Engines.dockerd) --host \(host) --data-root '\(root)' --exec-root '\(dir)/exec'"
             + " --pidfile '\(dir)/dockerd.pid' --bridge none --iptables=false --ip6tables=false --ip-masq=false"
             + " --storage-driver \(storageDriver) --log-level warn"
-        try Shell.check("setsid \(command) >'\(dir)/dockerd.log' 2>&1 </dev/null & echo $! >'\(dir)/shell.pid'")
-        pid = Engines.readPID(dir + "/shell.pid")
+        pid = try Engines.startDetached(command, in: dir, log: dir + "/dockerd.log")
         let ready = Engines.wait(seconds: 60) { (try? Shell.run("\(Engines.docker) -H \(host) version"))?.status == 0 }
         if !ready {
             let log = (try? Pipe.read(dir + "/dockerd.log")).map { String(decoding: $0, as: UTF8.self) } ?? ""
@@ -141,8 +155,7 @@ public final class Registry {
             """
         // Written directly: a here-document inside Shell.run's parentheses would not end.
         try Fixture.apply(dir, [.file("config.yml", config + "\n")])
-        try Shell.check("setsid \(Engines.registry) serve '\(dir)/config.yml' >'\(dir)/registry.log' 2>&1 </dev/null & echo $! >'\(dir)/shell.pid'")
-        pid = Engines.readPID(dir + "/shell.pid")
+        pid = try Engines.startDetached("\(Engines.registry) serve '\(dir)/config.yml'", in: dir, log: dir + "/registry.log")
         let ready = Engines.wait(seconds: 30) { (try? Shell.run("curl -sf http://\(address)/v2/"))?.status == 0 }
         if !ready {
             let log = (try? Pipe.read(dir + "/registry.log")).map { String(decoding: $0, as: UTF8.self) } ?? ""
