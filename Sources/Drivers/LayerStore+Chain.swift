@@ -87,14 +87,14 @@ extension LayerStore {
                     guard (try? record(parent)) != nil, driver.exists(id: parent) else {
                         throw DriverError.parentNotFound(id: layers[0].id, parent: parent)
                     }
-                    guard let p = try lockLayer(parent, exclusive: false, wait: false) else {
+                    guard let p = try lockLayerSoon(parent, exclusive: false) else {
                         throw DriverError.busy(id: parent, reason: "another process is removing it")
                     }
                     locks.append(p)
                 }
                 var below = parent
                 for l in layers {
-                    guard let own = try lockLayer(l.id, exclusive: true, wait: false) else {
+                    guard let own = try lockLayerSoon(l.id, exclusive: true) else {
                         throw DriverError.busy(id: l.id, reason: "another process is creating it")
                     }
                     locks.append(own)

@@ -112,12 +112,47 @@ extension LayerStore {
     /// driver stores it (no opaque markers, no copied-up parents that did not change).
     /// A directory whose mode, owner and xattrs are its parent's counts as changed only by its
     /// mtime, which an apply itself moves (and a union driver's copy-up does not report): it is
-    /// left out, so the form does not depend on the driver.
+    /// left out, so the form does not depend on the driver — unless it holds a change. Every
+    /// directory above a change is written, as moby's diff writes it: an apply that meets an
+    /// entry whose directory is not in the tar makes that directory 0755 and root-owned (docker's
+    /// overlay2 does so in the new layer's upper dir, which then hides the lower one's owner and
+    /// mode).
     private func canonicalDiff(id: String, parent: String?, to fd: Int32, name: String, options: ExportOptions) throws {
         var changes = try driver.changes(id: id, parent: parent)
+        var above: Set<[UInt8]> = []
+        for c in changes {
+            var path = c.path
+            while let slash = path.lastIndex(of: LayerPath.slash) {
+                path = Array(path[..<slash])
+                if !above.insert(path).inserted { break }
+            }
+        }
         let write = { (root: [UInt8], parentRoots: [[UInt8]]) throws in
+            var listed: Set<[UInt8]> = []
+            for c in changes { listed.insert(c.path) }
+            var missing: [Change] = []
+            for path in above where !listed.contains(path) {
+                guard let st = try Sys.lstatIfExists(AT_FDCWD, root + [LayerPath.slash] + path) else { continue }
+                missing.append(Change(.modify, path, info: FileInfo(st)))
+            }
+            if !missing.isEmpty {
+                // Merged in path order; the driver's own order (a deletion before an addition of
+                // the same path) is kept.
+                missing.sort(by: Change.pathOrder)
+                var merged: [Change] = []
+                merged.reserveCapacity(changes.count + missing.count)
+                var next = 0
+                for c in changes {
+                    while next < missing.count && Change.pathOrder(missing[next], c) {
+                        merged.append(missing[next])
+                        next += 1
+                    }
+                    merged.append(c)
+                }
+                changes = merged + missing[next...]
+            }
             changes.removeAll { c in
-                guard c.kind == .modify, let info = c.info, info.isDirectory else { return false }
+                guard c.kind == .modify, let info = c.info, info.isDirectory, !above.contains(c.path) else { return false }
                 for p in parentRoots {
                     let path = p + [LayerPath.slash] + c.path
                     guard let st = try? Sys.lstatIfExists(AT_FDCWD, path) else { continue }

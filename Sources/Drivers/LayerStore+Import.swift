@@ -64,12 +64,12 @@ extension LayerStore {
         defer { locks.forEach(Sys.close) }
         try withLock {
             try checkNew(id, parent)
-            guard let own = try lockLayer(id, exclusive: true, wait: false) else {
+            guard let own = try lockLayerSoon(id, exclusive: true) else {
                 throw DriverError.busy(id: id, reason: "another process is creating it")
             }
             locks.append(own)
             if let parent {
-                guard let p = try lockLayer(parent, exclusive: false, wait: false) else {
+                guard let p = try lockLayerSoon(parent, exclusive: false) else {
                     throw DriverError.busy(id: parent, reason: "another process is removing it")
                 }
                 locks.append(p)

@@ -74,6 +74,21 @@ public final class LayerStore: Sendable {
         try lockFile(meta + Bytes.of("/.locks/" + id), (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB))
     }
 
+    /// `lockLayer(id, exclusive:, wait: false)` tried again for up to a second before giving up
+    /// (nil), so a holder that lets go at once does not fail the caller: an import holds its
+    /// layer's lock a moment after writing its record, and a child forked by any thread of this
+    /// process (a `system()`, a library user's spawn) shares every lock of the process until it
+    /// execs. Under the store lock (imports, remove) nothing else can be removing or importing the
+    /// layer, so such a holder is all an import can meet; a remove may also meet an export, which
+    /// it still refuses, a second later.
+    func lockLayerSoon(_ id: String, exclusive: Bool) throws -> Int32? {
+        for _ in 0..<200 {
+            if let fd = try lockLayer(id, exclusive: exclusive, wait: false) { return fd }
+            usleep(5_000)
+        }
+        return nil
+    }
+
     private func lockFile(_ path: [UInt8], _ operation: Int32) throws -> Int32? {
         let fd = try Sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC, mode: 0o600)
         let e = Sys.tryFlock(fd, operation)
@@ -196,7 +211,7 @@ public final class LayerStore: Sendable {
                 throw DriverError.invalidOption(driver: driver.name, key: id,
                     reason: "layer \(child.id) is its \(child.parent == id ? "child" : "copy (made from it as a template)"); remove that first")
             }
-            guard let lock = try lockLayer(id, exclusive: true, wait: false) else {
+            guard let lock = try lockLayerSoon(id, exclusive: true) else {
                 throw DriverError.busy(id: id, reason: "another process is using it (importing a layer on it, exporting or reading it)")
             }
             defer { Sys.close(lock) }

@@ -48,6 +48,9 @@ public enum AnnotationKey {
     public static let refName = "org.opencontainers.image.ref.name"
     /// When the image was made (RFC 3339).
     public static let created = "org.opencontainers.image.created"
+    /// The image's whole name, `NAME:TAG`, beside the tag alone in `ref.name` (containerd's and
+    /// docker's layouts).
+    public static let imageName = "io.containerd.image.name"
 }
 
 /// An OCI content descriptor: what a blob is, its digest and size, and optionally the platform

@@ -26,7 +26,7 @@ struct Difftool: ParsableCommand {
             DiffCommand.self, ChangesCommand.self, SizeCommand.self, ApplyCommand.self, TarCommand.self,
             CreateCommand.self, ImportCommand.self, ExportCommand.self, MountCommand.self, UmountCommand.self,
             RmCommand.self, LsCommand.self, StatusCommand.self, MetadataCommand.self, UsageCommand.self,
-            MigrateCommand.self, ImportImageCommand.self, ConformanceCommand.self,
+            MigrateCommand.self, ImportImageCommand.self, ExportImageCommand.self, ConformanceCommand.self,
         ])
 
     static func main() {

@@ -265,7 +265,7 @@ import Glibc
             #expect(Self.keptID(home, "child") == first.0 && Self.keptID(home, "base") == first.1)
 
             // Appended with write(2) and not synced: found all the same.
-            let fd = open(child + "/f", O_WRONLY | O_APPEND)
+            let fd = open(child + "/f", O_WRONLY | O_APPEND | O_CLOEXEC)
             #expect(fd >= 0 && write(fd, "more", 4) == 4)
             close(fd)
             #expect(try d.withFilesystemChanges(id: "child", parent: "base") { c, _ in c.map(\.line) } == ["C /f", "A /new"])
@@ -307,7 +307,7 @@ import Glibc
             let kept = Self.keptID(home, "base")
 
             // Another reader (its own open: flock treats it as another process) holds base's.
-            let reader = open(home + "/.send/base", O_RDONLY | O_DIRECTORY)
+            let reader = open(home + "/.send/base", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             #expect(reader >= 0 && flock(reader, LOCK_SH) == 0)
             try Fixture.apply(base, [.file("a", "changed")])
             try Self.expectSameAsNaive(d, "c2", "base", "held")
@@ -319,7 +319,7 @@ import Glibc
 
             // c2 removed while its kept snapshot is read: that one is left, and taken by the next
             // remove.
-            let held = open(home + "/.send/c2", O_RDONLY | O_DIRECTORY)
+            let held = open(home + "/.send/c2", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             #expect(held >= 0 && flock(held, LOCK_SH) == 0)
             try d.remove(id: "c2")
             #expect(try Self.entries(home + "/.send") == ["base", "c1", "c2"])
@@ -332,7 +332,7 @@ import Glibc
             try d.create(id: "c3", parent: "base", options: [:])
             try Fixture.apply(Bytes.string(try d.getBytes(id: "c3")), [.file("c3", "c3")])
             try Self.expectSameAsNaive(d, "c3", "base", "c3")
-            let held3 = open(home + "/.send/c3", O_RDONLY | O_DIRECTORY)
+            let held3 = open(home + "/.send/c3", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             #expect(held3 >= 0 && flock(held3, LOCK_SH) == 0)
             try d.remove(id: "c3")
             try d.create(id: "c3", parent: "base", options: [:])

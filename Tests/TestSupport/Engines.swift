@@ -31,6 +31,28 @@ public enum Engines {
         _ = wait(seconds: 5) { kill(pid, 0) != 0 }
     }
 
+    /// Whether `pid` is a live process whose command line mentions `text` (not another process
+    /// that got the number since).
+    static func isRunning(_ pid: pid_t, mentioning text: String) -> Bool {
+        guard pid > 0, kill(pid, 0) == 0, let cmdline = try? Pipe.read("/proc/\(pid)/cmdline") else { return false }
+        return String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(text)
+    }
+
+    /// Start `command` (a shell command line) in the background in a session of its own, its
+    /// output in `log`, with no descriptor of the test process but stdin, stdout and stderr: a
+    /// daemon lives for the whole test, so one it inherited (another test's file opened without
+    /// close-on-exec, holding a flock) would stay open, and locked, as long. Its PID.
+    static func startDetached(_ command: String, in dir: String, log: String) throws -> pid_t {
+        try Fixture.apply(dir, [.file("launch", """
+            #!/bin/bash
+            for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done
+            exec setsid "$@"
+
+            """, mode: 0o755)])
+        try Shell.check("'\(dir)/launch' \(command) >'\(log)' 2>&1 </dev/null & echo $! >'\(dir)/shell.pid'")
+        return readPID(dir + "/shell.pid")
+    }
+
     /// Read a pid written by a daemon or by the shell's `echo $!`.
     static func readPID(_ path: String) -> pid_t {
         guard let bytes = try? Pipe.read(path) else { return 0 }
@@ -76,8 +98,7 @@ public final class DockerDaemon {
         let command = "\(Engines.dockerd) --host \(host) --data-root '\(root)' --exec-root '\(dir)/exec'"
             + " --pidfile '\(dir)/dockerd.pid' --bridge none --iptables=false --ip6tables=false --ip-masq=false"
             + " --storage-driver \(storageDriver) --log-level warn"
-        try Shell.check("setsid \(command) >'\(dir)/dockerd.log' 2>&1 </dev/null & echo $! >'\(dir)/shell.pid'")
-        pid = Engines.readPID(dir + "/shell.pid")
+        pid = try Engines.startDetached(command, in: dir, log: dir + "/dockerd.log")
         let ready = Engines.wait(seconds: 60) { (try? Shell.run("\(Engines.docker) -H \(host) version"))?.status == 0 }
         if !ready {
             let log = (try? Pipe.read(dir + "/dockerd.log")).map { String(decoding: $0, as: UTF8.self) } ?? ""
@@ -94,11 +115,14 @@ public final class DockerDaemon {
         return out
     }
 
-    /// Stop the daemon by its PID (SIGTERM, then SIGKILL), unmount what it left below its
-    /// directory, and remove the directory.
+    /// Stop the daemon by its PID (SIGTERM, then SIGKILL), then the containerd it started (its
+    /// own session, so a daemon killed before it could stop containerd would leave it running),
+    /// unmount what they left below the directory, and remove the directory.
     public func stop() {
+        let containerd = Engines.readPID(dir + "/exec/containerd/containerd.pid")
         Engines.stop(pid: pid, grace: 20)
         pid = 0
+        if Engines.isRunning(containerd, mentioning: dir) { Engines.stop(pid: containerd, grace: 10) }
         _ = try? Shell.run("grep -o ' \(dir)[^ ]*' /proc/self/mounts | sort -r | xargs -r -n1 umount -l")
         Fixture.cleanup(dir)
     }
@@ -129,9 +153,9 @@ public final class Registry {
             http:
               addr: \(address)
             """
-        try Shell.check("cat >'\(dir)/config.yml' <<'EOF'\n\(config)\nEOF")
-        try Shell.check("setsid \(Engines.registry) serve '\(dir)/config.yml' >'\(dir)/registry.log' 2>&1 </dev/null & echo $! >'\(dir)/shell.pid'")
-        pid = Engines.readPID(dir + "/shell.pid")
+        // Written directly: a here-document inside Shell.run's parentheses would not end.
+        try Fixture.apply(dir, [.file("config.yml", config + "\n")])
+        pid = try Engines.startDetached("\(Engines.registry) serve '\(dir)/config.yml'", in: dir, log: dir + "/registry.log")
         let ready = Engines.wait(seconds: 30) { (try? Shell.run("curl -sf http://\(address)/v2/"))?.status == 0 }
         if !ready {
             let log = (try? Pipe.read(dir + "/registry.log")).map { String(decoding: $0, as: UTF8.self) } ?? ""
