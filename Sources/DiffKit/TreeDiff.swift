@@ -226,13 +226,19 @@ public enum TreeDiff {
         /// know about when it left them.
         mutating func reportAncestors() {
             var visited = Set<[UInt8]>()
+            var ancestors: [Change] = []
             for i in changes.indices {
                 var p = LayerPath.split(changes[i].path).0
                 while !p.isEmpty, visited.insert(p).inserted {
-                    if let info = quietDirectories[p] { changes.append(Change(.modify, p, info: info)) }
+                    if let info = quietDirectories[p] { ancestors.append(Change(.modify, p, info: info)) }
                     p = LayerPath.split(p).0
                 }
             }
+            // One exact growth instead of doubling as they come: the list is the largest thing a
+            // diff keeps, and a doubled copy of it was the peak of the whole run.
+            quietDirectories = [:]
+            changes.reserveCapacity(changes.count + ancestors.count)
+            changes.append(contentsOf: ancestors)
         }
 
         static func readFull(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int, _ shown: [UInt8]) throws -> Int {

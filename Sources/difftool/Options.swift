@@ -156,17 +156,25 @@ struct LimitOptions: ParsableArguments {
 }
 
 func printChanges(_ changes: [Change], json asJSON: Bool) throws {
-    let shown = changes.filter { !$0.isLinkPeer }
     if asJSON {
-        try writeJSON(shown.map { c in
+        try writeJSON(changes.filter { !$0.isLinkPeer }.map { c in
             ChangeJSON(kind: c.kind == .add ? "A" : c.kind == .modify ? "C" : "D", path: "/" + Bytes.string(c.path))
         })
         return
     }
-    var out = ""
-    out.reserveCapacity(shown.count * 40)
-    for c in shown { out += c.line + "\n" }
-    try writeStdout(out)
+    // Written in 64 KiB pieces as the lines are made: a copy of the list or the whole text next
+    // to it would grow the peak memory with the change count.
+    var out: [UInt8] = []
+    out.reserveCapacity(1 << 16)
+    for c in changes where !c.isLinkPeer {
+        out.append(contentsOf: c.line.utf8)
+        out.append(UInt8(ascii: "\n"))
+        if out.count >= 1 << 16 {
+            try out.withUnsafeBytes { try Sys.writeAll(1, $0, shown: "stdout") }
+            out.removeAll(keepingCapacity: true)
+        }
+    }
+    try out.withUnsafeBytes { try Sys.writeAll(1, $0, shown: "stdout") }
 }
 
 /// `Key: value` lines, or one JSON object (a later key wins over an earlier one).
