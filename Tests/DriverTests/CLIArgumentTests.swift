@@ -34,9 +34,10 @@ import Glibc
     /// --json output: one line, the same bytes on every run (sorted keys, slashes as they are),
     /// strings escaped; errors are one `difftool: error:` line and exit 1.
     @Test(.requires(.root)) func jsonOutputAndErrors() throws {
-        let base = try Fixture.make([.file("a", "1")])
+        // `a` gets one mtime in both trees: made a second apart, it would differ by its time.
+        let base = try Fixture.make([.file("a", "1"), .time("a", 1_600_000_000)])
         defer { Fixture.cleanup(base) }
-        let layer = try Fixture.make([.file("a", "1"), .file("q\"uo\\te", "x")])
+        let layer = try Fixture.make([.file("a", "1"), .time("a", 1_600_000_000), .file("q\"uo\\te", "x")])
         defer { Fixture.cleanup(layer) }
         let (s, changes, _) = try CLI.run("changes --json \(base) \(layer)")
         #expect(s == 0 && changes == "[{\"kind\":\"A\",\"path\":\"/q\\\"uo\\\\te\"}]\n", "\(changes)")
