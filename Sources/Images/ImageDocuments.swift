@@ -358,18 +358,3 @@ public struct OCILayoutFile: Codable, Sendable, Equatable {
     /// Version 1.0.0.
     public init(imageLayoutVersion: String = "1.0.0") { self.imageLayoutVersion = imageLayoutVersion }
 }
-
-/// The JSON coding of image documents: compact, keys sorted (so a document written twice is
-/// the same bytes, and its digest the same); `JSONDocument` (DiffKitJSON) underneath.
-public enum DocumentJSON {
-    /// `value` as JSON bytes.
-    public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        try JSONDocument.encode(value)
-    }
-
-    /// A `T` from JSON bytes; a `JSONError` (DiffKitJSON) says where it failed (the key path, or
-    /// the byte offset of a syntax error).
-    public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
-        try JSONDocument.decode(T.self, from: bytes)
-    }
-}

@@ -5,6 +5,7 @@
 // reproducible time when there is one, so equal content gives equal bytes.
 import DiffKit
 import DiffKitArchive
+import DiffKitJSON
 import DiffKitSystem
 
 #if canImport(Glibc)
@@ -21,14 +22,14 @@ struct ExportDocuments {
     init(layers: [ExportedLayer], options: ImageExportOptions) {
         self.layers = layers
         self.options = options
-        created = Self.rfc3339(options.export.reproducibleTime ?? Self.now())
+        created = RFC3339.string(seconds: options.export.reproducibleTime ?? Self.now())
     }
 
     /// The image configuration: platform, diffIDs, a history entry per layer. Docker shows the
     /// config's digest as the image ID.
     func config() throws -> [UInt8] {
         let reproducible = options.export.reproducibleTime != nil
-        return try DocumentJSON.encode(ImageConfig(
+        return try JSONDocument.encode(ImageConfig(
             platform: options.platform, diffIDs: layers.map(\.digests.diffID), created: created, config: .init(),
             history: layers.map { l in
                 // A layer's id names it in one store only: left out of the reproducible form.
@@ -38,7 +39,7 @@ struct ExportDocuments {
 
     /// The OCI image manifest: the config and each layer's blob.
     func manifest(config: ImageBlob) throws -> [UInt8] {
-        try DocumentJSON.encode(ImageManifest(
+        try JSONDocument.encode(ImageManifest(
             config: Descriptor(mediaType: config.mediaType, digest: config.digest, size: config.size),
             layers: layers.map { Descriptor(mediaType: $0.digests.mediaType, digest: $0.digests.digest, size: $0.digests.size) }))
     }
@@ -47,23 +48,23 @@ struct ExportDocuments {
     /// and docker name an image of a layout; the whole name beside it).
     func index(manifest: ImageBlob) throws -> [UInt8] {
         let annotations = options.tag.map { [AnnotationKey.refName: $0.tag, AnnotationKey.imageName: $0.description] }
-        return try DocumentJSON.encode(ImageIndex(manifests: [
+        return try JSONDocument.encode(ImageIndex(manifests: [
             Descriptor(mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size, annotations: annotations),
         ]))
     }
 
     /// `oci-layout`.
-    func layoutFile() throws -> [UInt8] { try DocumentJSON.encode(OCILayoutFile()) }
+    func layoutFile() throws -> [UInt8] { try JSONDocument.encode(OCILayoutFile()) }
 
     /// A docker archive's `manifest.json`: one image, its config file, tags and layer tars.
     func dockerManifest(config: String, layers names: [String]) throws -> [UInt8] {
-        try DocumentJSON.encode([DockerManifestEntry(config: config, repoTags: options.tag.map { [$0.description] }, layers: names)])
+        try JSONDocument.encode([DockerManifestEntry(config: config, repoTags: options.tag.map { [$0.description] }, layers: names)])
     }
 
     /// A docker archive's `repositories` (`{NAME: {TAG: top layer}}`), for a tagged image with layers.
     func dockerRepositories(top: String?) throws -> [UInt8]? {
         guard let tag = options.tag, let top else { return nil }
-        return try DocumentJSON.encode([tag.name: [tag.tag: top]])
+        return try JSONDocument.encode([tag.name: [tag.tag: top]])
     }
 
     /// Now, in seconds since the epoch.
@@ -71,16 +72,5 @@ struct ExportDocuments {
         var t = timespec()
         clock_gettime(CLOCK_REALTIME, &t)
         return Int64(t.tv_sec)
-    }
-
-    /// `2006-01-02T15:04:05Z`.
-    static func rfc3339(_ seconds: Int64) -> String {
-        var t = time_t(seconds)
-        var tm = Glibc.tm()
-        gmtime_r(&t, &tm)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let year = String(Int(tm.tm_year) + 1900)
-        return String(repeating: "0", count: max(0, 4 - year.count)) + year
-            + "-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))Z"
     }
 }

@@ -63,7 +63,7 @@ public struct ImageLayout: Sendable {
         let path = directory.pushing(relative)
         let bytes = try Sys.readFile(Bytes.of(path))
         do {
-            return try DocumentJSON.decode(T.self, from: bytes)
+            return try JSONDocument.decode(T.self, from: bytes)
         } catch let e as JSONError {
             throw ImageError.invalidDocument(path: path, reason: e.description)
         }

@@ -6,6 +6,7 @@
 // import-image) and from DiffKit itself (a base directory and two layers made with `diff`).
 import DiffKit
 import DiffKitArchive
+import DiffKitJSON
 import DiffKitSystem
 import Drivers
 import Images
@@ -145,7 +146,7 @@ import Glibc
             try Shell.check("skopeo copy --quiet \(remote) oci:\(back):\(compress) --src-tls-verify=false")
             // import-image of the copy: the same chain IDs (the layer ids) and the same tree.
             let json = try Self.difftool("--home \(again) import-image \(back):\(compress) --json")
-            let imported = try DocumentJSON.decode(ImportJSON.self, from: Bytes.of(json))
+            let imported = try JSONDocument.decode(ImportJSON.self, from: Bytes.of(json))
             let chain = try store.layerChain(top: top).map(\.id)
             #expect(imported.layers.map(\.id) == chain, "\(compress)")
             #expect(imported.top == top)

@@ -5,6 +5,7 @@
 // EngineTests.swift loads the same images into dockerd, a registry and umoci.
 import DiffKit
 import DiffKitArchive
+import DiffKitJSON
 import DiffKitSystem
 import Drivers
 @testable import Images
@@ -168,7 +169,7 @@ enum ImageChecks {
     }
 
     static func document<T: Decodable>(_ path: String, as: T.Type) throws -> T {
-        try DocumentJSON.decode(T.self, from: Sys.readFile(Bytes.of(path)))
+        try JSONDocument.decode(T.self, from: Sys.readFile(Bytes.of(path)))
     }
 
     static func decompress(_ mediaType: String) -> String {
