@@ -96,39 +96,45 @@ public enum Migration {
 
     /// Export from the source on one thread, import into the target from the pipe on this one.
     static func copy(_ layer: Layer, from source: Driver, into target: LayerStore) throws {
-        let (readEnd, writeEnd) = try Sys.pipe(shown: Bytes.of(layer.id))
-
-        Sys.growPipe(writeEnd)
         let name = "\(source.name) layer \(layer.id)"
-        let exportError = Locked<Error?>(nil)
+        try stream(name: name, export: { fd in
+            try source.diff(id: layer.id, parent: layer.parent, to: fd, name: name, options: ExportOptions(whiteoutTime: 0))
+        }, import: { fd in
+            _ = try target.importLayer(id: layer.id, parent: layer.parent, from: fd, name: name)
+        })
+    }
+
+    /// Run `export` on a thread of its own, writing into a pipe, and `import` on this one, reading
+    /// the other end; `export`'s result is returned. The import may stop reading (a bad layer, a
+    /// full disk): the export's next write then fails with EPIPE on its thread, not SIGPIPE for
+    /// the process. A failed export shows up on the import side as a broken stream, so its error
+    /// is the one reported — unless it failed only because the import had stopped reading.
+    package static func stream<Exported: Sendable>(name: String, export: @escaping (Int32) throws -> Exported,
+                                         import body: (Int32) throws -> Void) throws -> Exported {
+        let (readEnd, writeEnd) = try Sys.pipe(shown: Bytes.of(name))
+        Sys.growPipe(writeEnd)
+        let exported = Locked<Result<Exported, any Error>?>(nil)
         let exporter: SystemThread
-        do { exporter = try SystemThread(shown: Bytes.of(layer.id)) {
-            // The import may stop reading (a bad layer, a full disk): the write then fails with
-            // EPIPE here instead of SIGPIPE ending the process.
-            SystemThread.blockSIGPIPE()
-            do {
-                try source.diff(id: layer.id, parent: layer.parent, to: writeEnd, name: name, options: ExportOptions(whiteoutTime: 0))
-            } catch {
-                exportError.withLock { $0 = error }
+        do {
+            exporter = try SystemThread(shown: Bytes.of(name)) {
+                SystemThread.blockSIGPIPE()
+                let r = Result { try export(writeEnd) }
+                exported.withLock { $0 = r }
+                Sys.close(writeEnd)
             }
-            Sys.close(writeEnd)
-        } } catch {
+        } catch {
             Sys.close(readEnd)
             Sys.close(writeEnd)
             throw error
         }
-        var importError: Error? = nil
-        do {
-            _ = try target.importLayer(id: layer.id, parent: layer.parent, from: readEnd, name: name)
-        } catch {
-            importError = error
-        }
+        var importError: (any Error)? = nil
+        do { try body(readEnd) } catch { importError = error }
         Sys.close(readEnd)
         exporter.join()
-        // A failed export shows up on the import side as a broken stream: report the cause —
-        // unless the export failed only because the import had stopped reading.
-        if let e = exportError.withLock({ $0 }), !(importError != nil && isBrokenPipe(e)) { throw e }
+        let result = exported.withLock { $0 }!
+        if case let .failure(e) = result, !(importError != nil && isBrokenPipe(e)) { throw e }
         if let importError { throw importError }
+        return try result.get()
     }
 }
 

@@ -56,42 +56,11 @@ extension AdoptedStore {
     /// Export on a thread of its own into a pipe, import from it on this one.
     private func copy(_ layer: AdoptedLayer, into target: LayerStore) throws -> ExportSource {
         let name = "\(engine.rawValue) layer \(layer.id)"
-        let (readEnd, writeEnd) = try Sys.pipe(shown: Bytes.of(name))
-        Sys.growPipe(writeEnd)
-        let outcome = Locked<Result<ExportSource, any Error>>(.success(.regenerated(reason: nil)))
-        let thread: SystemThread
-        do {
-            thread = try SystemThread(shown: Bytes.of(name)) {
-                do {
-                    let s = try self.export(id: layer.id, to: writeEnd, name: name, options: ExportOptions(whiteoutTime: 0),
-                                            naive: false, regenerate: false)
-                    outcome.withLock { $0 = .success(s) }
-                } catch {
-                    outcome.withLock { $0 = .failure(error) }
-                }
-                Sys.close(writeEnd)
-            }
-        } catch {
-            Sys.close(readEnd)
-            Sys.close(writeEnd)
-            throw error
-        }
-        var importError: (any Error)? = nil
-        do {
+        return try Migration.stream(name: name, export: { fd in
+            try self.export(id: layer.id, to: fd, name: name, options: ExportOptions(whiteoutTime: 0), naive: false, regenerate: false)
+        }, import: { fd in
             _ = try target.importLayer(id: layer.storeID, parent: layer.parent.map { $0.hasPrefix("sha256:") ? String($0.dropFirst(7)) : $0 },
-                                       from: readEnd, name: name)
-        } catch {
-            importError = error
-            // Let the exporter finish into the pipe rather than die writing to a closed one.
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 16)
-            defer { buf.deallocate() }
-            while ((try? Sys.read(readEnd, buf, 1 << 16, shown: Bytes.of(name))) ?? 0) > 0 {}
-        }
-        thread.join()
-        Sys.close(readEnd)
-        // A failed export shows up on the import side as a broken stream: report the cause.
-        let exported = try outcome.withLock { try $0.get() }
-        if let importError { throw importError }
-        return exported
+                                       from: fd, name: name)
+        })
     }
 }
