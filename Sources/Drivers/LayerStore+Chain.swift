@@ -210,31 +210,16 @@ extension LayerStore {
             let own = options.isCancelled
             options.isCancelled = { cancelled() || own?() == true }
         }
-        let splitTmp = tarSplitPath(l.id) + Bytes.of(".tmp")
         var result: (LayerRecord, Bool)? = nil
         let made = try l.read { source in
-            let stream = try TarStream(source: source, name: l.name)
-            let digest = SHA256()
-            stream.digest = digest
-            let splitFd = try Sys.open(splitTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
-            defer { Sys.close(splitFd) }
-            let split = try TarSplitWriter(fd: splitFd, name: Bytes.string(splitTmp))
-            let names = EntryNames(forwardingTo: split)
-            stream.recorder = names
-            let reader = try TarReader(stream: stream, name: l.name)
-            let size = try driver.applyDiff(id: l.id, from: reader, name: l.name, options: options)
-            try split.finish()
-            var record = LayerRecord(id: l.id, parent: parent, appliedSize: size, diffID: digest.finish())
-            if let reason = split.invalidReason {
-                options.logger.warning("\(l.name): the layer cannot be exported byte for byte later: \(reason)")
-                try? Sys.unlink(splitTmp)
-            } else {
-                try? Sys.fsync(splitFd, shown: splitTmp)
-                record.stamp = try stamp(l.id)
-                try Sys.rename(splitTmp, tarSplitPath(l.id))
+            var names: EntryNames? = nil
+            let record = try applyRecorded(id: l.id, parent: parent, from: source, name: l.name, options: options) { split in
+                let watched = EntryNames(forwardingTo: split)
+                names = watched
+                return watched
             }
-            result = (record, names.leavesDirectoriesImplicit)
-            return LayerImport(id: l.id, size: size, diffID: record.diffID!)
+            result = (record, names?.leavesDirectoriesImplicit ?? false)
+            return LayerImport(id: l.id, size: record.appliedSize ?? 0, diffID: record.diffID!)
         }
         guard let result else {
             throw DriverError.invalidOption(driver: driver.name, key: l.id, reason: "the layer's tar was never applied")

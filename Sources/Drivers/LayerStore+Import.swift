@@ -76,34 +76,14 @@ extension LayerStore {
             }
             try writeFileAtomically(incompletePath(id), Bytes.of(parent.map { "parent=\($0)\n" } ?? ""))
         }
-        let splitTmp = tarSplitPath(id) + Bytes.of(".tmp")
         do {
             try driver.create(id: id, parent: parent, options: createOptions)
-            let stream = try TarStream(source: source, name: name)
-            let digest = SHA256()
-            stream.digest = digest
-            let splitFd = try Sys.open(splitTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
-            defer { Sys.close(splitFd) }
-            let split = try TarSplitWriter(fd: splitFd, name: Bytes.string(splitTmp))
-            stream.recorder = split
-            let reader = try TarReader(stream: stream, name: name)
-            let size = try driver.applyDiff(id: id, from: reader, name: name, options: options)
-            try split.finish()
-            var record = LayerRecord(id: id, parent: parent, appliedSize: size, diffID: digest.finish())
-            if let reason = split.invalidReason {
-                options.logger.warning("\(name): the layer cannot be exported byte for byte later: \(reason)")
-                try? Sys.unlink(splitTmp)
-            } else {
-                try? Sys.fsync(splitFd, shown: splitTmp)
-                record.stamp = try stamp(id)
-                try Sys.rename(splitTmp, tarSplitPath(id))
-            }
+            let record = try applyRecorded(id: id, parent: parent, from: source, name: name, options: options)
             try withLock {
                 try write(record)
                 try? Sys.unlink(incompletePath(id))
-
             }
-            return LayerImport(id: id, size: size, diffID: record.diffID!)
+            return LayerImport(id: id, size: record.appliedSize ?? 0, diffID: record.diffID!)
         } catch {
             try? withLock {
                 if driver.exists(id: id) { try? driver.remove(id: id) }
@@ -111,6 +91,35 @@ extension LayerStore {
             }
             throw error
         }
+    }
+
+    /// Apply the tar of `source` to the created, empty layer `id`, keeping what a later byte-exact
+    /// export needs: the diffID, the tar-split record (renamed into place) and the tree stamp.
+    /// The record is returned, not written. `recorder` may wrap the tar-split writer to watch the
+    /// entries as they pass.
+    func applyRecorded(id: String, parent: String?, from source: LayerSource, name: String, options: ApplyOptions,
+                       recorder: (TarSplitWriter) -> any TarStreamRecorder = { $0 }) throws -> LayerRecord {
+        let splitTmp = tarSplitPath(id) + Bytes.of(".tmp")
+        let stream = try TarStream(source: source, name: name)
+        let digest = SHA256()
+        stream.digest = digest
+        let splitFd = try Sys.open(splitTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+        defer { Sys.close(splitFd) }
+        let split = try TarSplitWriter(fd: splitFd, name: Bytes.string(splitTmp))
+        stream.recorder = recorder(split)
+        let reader = try TarReader(stream: stream, name: name)
+        let size = try driver.applyDiff(id: id, from: reader, name: name, options: options)
+        try split.finish()
+        var record = LayerRecord(id: id, parent: parent, appliedSize: size, diffID: digest.finish())
+        if let reason = split.invalidReason {
+            options.logger.warning("\(name): the layer cannot be exported byte for byte later: \(reason)")
+            try? Sys.unlink(splitTmp)
+        } else {
+            try? Sys.fsync(splitFd, shown: splitTmp)
+            record.stamp = try stamp(id)
+            try Sys.rename(splitTmp, tarSplitPath(id))
+        }
+        return record
     }
 
     /// The TreeStamp of the layer's own files: its branch (union drivers) or its directory.
