@@ -43,28 +43,10 @@ extension Driver {
     /// inside the layer): the branches' (or the mounted view's) root descriptors are opened once,
     /// so a caller opening many files (a byte-exact export) pays for the roots once.
     public func withFiles<R>(id: String, _ body: ((_ path: EntryPath) throws -> FileDescriptor) throws -> R) throws -> R {
-        if let b = try branch(id: id) { return try Self.withRoots([b.directoryBytes] + b.lowerBytes, body) }
+        if let b = try branch(id: id) { return try Drivers.withFiles(inRoots: [b.directoryBytes] + b.lowerBytes, body) }
         let dir = try getBytes(id: id)
         defer { try? put(id: id) }
-        return try Self.withRoots([dir], body)
-    }
-
-    /// The file at a path in the first of `roots` that has it, resolved inside that root.
-    private static func withRoots<R>(_ roots: [[UInt8]], _ body: ((_ path: EntryPath) throws -> FileDescriptor) throws -> R) throws -> R {
-        var fds: [Int32] = []
-        defer { fds.forEach(Sys.close) }
-        for root in roots { fds.append(try Sys.open(root, O_RDONLY | O_DIRECTORY)) }
-        return try body { name in
-            let path = name.bytes
-            var last = ENOENT
-            for rootfd in fds {
-                let (fd, err) = Sys.openInRoot(rootfd, path, O_RDONLY | O_NOFOLLOW)
-                if fd >= 0 { return FileDescriptor(rawValue: fd) }
-                last = err
-                if err != ENOENT { break }
-            }
-            throw SystemError("open", path, errno: last)
-        }
+        return try Drivers.withFiles(inRoots: [dir], body)
     }
 
     /// The writable part: the layer's branch, else its mounted view.
@@ -182,4 +164,25 @@ func isFreshBranch(_ dir: [UInt8], mountPoint: [UInt8]) throws -> Bool {
     let fd = try Sys.open(dir, O_RDONLY | O_DIRECTORY)
     defer { Sys.close(fd) }
     return try Sys.readDirectory(fd, shown: dir).isEmpty && !Sys.isMountPoint(mountPoint)
+}
+
+/// Run `body` with an opener of regular files by path (read-only, not following a last symlink),
+/// looked up in `roots` in order, the first that has the file winning (containers/storage's
+/// DiffGetter over a branch and its lowers), each resolved inside its root. The roots are opened
+/// once, so a caller opening many files (a byte-exact export) pays for them once.
+package func withFiles<R>(inRoots roots: [[UInt8]], _ body: ((_ path: EntryPath) throws -> FileDescriptor) throws -> R) throws -> R {
+    var fds: [Int32] = []
+    defer { fds.forEach(Sys.close) }
+    for root in roots { fds.append(try Sys.open(root, O_RDONLY | O_DIRECTORY)) }
+    return try body { name in
+        let path = name.bytes
+        var last = ENOENT
+        for rootfd in fds {
+            let (fd, err) = Sys.openInRoot(rootfd, path, O_RDONLY | O_NOFOLLOW)
+            if fd >= 0 { return FileDescriptor(rawValue: fd) }
+            last = err
+            if err != ENOENT { break }
+        }
+        throw SystemError("open", path, errno: last)
+    }
 }

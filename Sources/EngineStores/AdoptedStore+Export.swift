@@ -88,19 +88,13 @@ extension AdoptedStore {
 
     /// Run `body` with an opener of the layer's regular files by their name in the tar.
     private func withFiles<R>(_ files: LayerFiles, _ body: (_ openFile: ([UInt8]) throws -> (fd: Int32, path: [UInt8])) throws -> R) throws -> R {
-        var fds: [Int32] = []
-        defer { fds.forEach(Sys.close) }
-        for root in roots(files) { fds.append(try Sys.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) }
-        return try body { stored in
-            let path = Array(LayerPath.components(stored).joined(separator: [LayerPath.slash]))
-            var last = ENOENT
-            for rootfd in fds {
-                let (fd, err) = Sys.openInRoot(rootfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                if fd >= 0 { return (fd, path) }
-                last = err
-                if err != ENOENT { break }
+        try Drivers.withFiles(inRoots: roots(files)) { opener in
+            try withoutActuallyEscaping(opener) { openFile in
+                try body { stored in
+                    let path = Array(LayerPath.components(stored).joined(separator: [LayerPath.slash]))
+                    return (try openFile(EntryPath(path)).rawValue, path)
+                }
             }
-            throw SystemError("open", path, errno: last)
         }
     }
 
