@@ -21,6 +21,11 @@ package enum LayerPath {
         return (Array(path[..<i]), Array(path[(i + 1)...]))
     }
 
+    /// Whether `dir` is a proper ancestor of `path` (`a` of `a/b`, not of `a-b` or `a`).
+    package static func isAncestor(_ dir: [UInt8], of path: [UInt8]) -> Bool {
+        path.count > dir.count && path[dir.count] == slash && path.starts(with: dir)
+    }
+
     /// Lexical clean as Go's filepath.Clean, returning the components; `..` that would climb
     /// above the start is kept as a leading `..` so the caller can refuse it.
     package static func components(_ name: [UInt8]) -> [[UInt8]] {

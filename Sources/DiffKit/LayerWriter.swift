@@ -80,19 +80,34 @@ public final class LayerWriter {
 
     /// A change list (already in path order) as a layer: deletions become `.wh.` entries.
     public func write(changes: [Change]) throws {
-        let rootfd = try Walker.openRoot(root)
-        defer { Sys.close(rootfd) }
-        for c in changes {
-            try checkCancellation()
-            switch c.kind {
-            case .delete:
-                try writeWhiteout(for: c.path)
-            case .add, .modify:
-                try writeEntry(path: c.path, info: c.info!, dirfd: rootfd, name: c.path,
-                               absolute: root + [LayerPath.slash] + c.path)
-            }
+        for c in changes { try self.write(c) }
+        try finish()
+    }
+
+    /// One change of a list in path order (or a link peer after the change of its group), as
+    /// the next entry: a deletion becomes a `.wh.` entry. ``finish()`` ends the archive.
+    public func write(_ c: Change) throws {
+        try checkCancellation()
+        if rootfd < 0 { rootfd = try Walker.openRoot(root) }
+        switch c.kind {
+        case .delete:
+            try writeWhiteout(for: c.path)
+        case .add, .modify:
+            try writeEntry(path: c.path, info: c.info!, dirfd: rootfd, name: c.path,
+                           absolute: root + [LayerPath.slash] + c.path)
         }
+    }
+
+    /// End the archive after the changes written with ``write(_:)``.
+    public func finish() throws {
         try tar.finish()
+    }
+
+    /// The root directory the changes are read from, opened by the first ``write(_:)``.
+    private var rootfd: Int32 = -1
+
+    deinit {
+        if rootfd >= 0 { Sys.close(rootfd) }
     }
 
     /// The whiteout of a deleted path: an empty regular file `.wh.NAME`, mode 0, owner 0:0.

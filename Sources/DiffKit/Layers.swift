@@ -11,7 +11,8 @@ public enum Layers {
                             options: ExportOptions = ExportOptions(), snapshots: Bool = false) throws -> LayerWriter {
         let writer = LayerWriter(tar: TarWriter(fd: fd, name: name), root: layer, options: options)
         if let base {
-            try writer.write(changes: try TreeDiff.changes(base: base, layer: layer, snapshots: snapshots))
+            try TreeDiff.forEachChange(base: base, layer: layer, snapshots: snapshots) { try writer.write($0) }
+            try writer.finish()
         } else {
             try writer.writeTree()
         }
@@ -42,6 +43,8 @@ public enum Layers {
 
     /// Naive DiffSize: ChangesSize of the changes from `base` to `layer`.
     package static func diffSize(base: [UInt8]?, layer: [UInt8]) throws -> Int64 {
-        Sizes.changesSize(try TreeDiff.changes(base: base, layer: layer))
+        var size = Sizes.ChangesSize()
+        try TreeDiff.forEachChange(base: base, layer: layer) { size.add($0) }
+        return size.total
     }
 }

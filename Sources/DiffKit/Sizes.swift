@@ -10,14 +10,26 @@ import Glibc
 public enum Sizes {
     /// Bytes of added and modified non-directories (symlinks by target length), each inode once.
     public static func changesSize(_ changes: [Change]) -> Int64 {
-        var seen = Set<UInt64>()
-        var total: Int64 = 0
-        for c in changes where c.kind != .delete && !c.isLinkPeer {
-            guard let i = c.info, !i.isDirectory else { continue }
-            if i.links > 1 && !seen.insert(i.inode).inserted { continue }
+        var size = ChangesSize()
+        for c in changes { size.add(c) }
+        return size.total
+    }
+
+    /// ``changesSize(_:)`` counted as the changes come (from a stream of them).
+    public struct ChangesSize: Sendable {
+        /// The bytes counted so far.
+        public private(set) var total: Int64 = 0
+        private var seen = Set<UInt64>()
+
+        /// Nothing counted yet.
+        public init() {}
+
+        /// Count `c`: an added or modified non-directory, once per inode.
+        public mutating func add(_ c: Change) {
+            guard c.kind != .delete, !c.isLinkPeer, let i = c.info, !i.isDirectory else { return }
+            if i.links > 1 && !seen.insert(i.inode).inserted { return }
             total += i.size
         }
-        return total
     }
 
     /// Sum of the sizes of every non-directory below `root`, once per inode (moby's directory.Size).

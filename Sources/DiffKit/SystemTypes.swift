@@ -108,6 +108,15 @@ extension TreeDiff {
     public static func changes(base: FilePath?, layer: FilePath, snapshots: Bool = false) throws -> [Change] {
         try changes(base: base.map { Bytes.of($0) }, layer: Bytes.of(layer), snapshots: snapshots)
     }
+
+    /// The changes of ``changes(base:layer:snapshots:)``, each passed to `body` as soon as it is
+    /// known instead of collected: memory stays flat however large the trees. They come in path
+    /// order, except that an unchanged member of a hardlink group (``Change/isLinkPeer``) met
+    /// before the member that changed follows that change. An error thrown by `body` ends the walk.
+    public static func forEachChange(base: FilePath?, layer: FilePath, snapshots: Bool = false,
+                                     _ body: (Change) throws -> Void) throws {
+        try forEachChange(base: base.map { Bytes.of($0) }, layer: Bytes.of(layer), snapshots: snapshots, body)
+    }
 }
 
 

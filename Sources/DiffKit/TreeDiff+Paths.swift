@@ -81,38 +81,37 @@ extension TreeDiff {
     /// the unchanged members of its hardlink group are found as the full walk finds them.
     package static func changes(base: [UInt8], layer: [UInt8], at paths: PathSet, snapshots: Bool = false,
                                peers: (UInt64) throws -> [[UInt8]]) throws -> [Change] {
-        func run(_ set: PathSet) throws -> State {
-            // Fresh root descriptors each run: a directory read leaves its descriptor at the end.
+        func run(_ set: PathSet, changedLinks: [UInt64: FileInfo]) throws -> [Change] {
             let oldFd = try Walker.openRoot(base)
             defer { Sys.close(oldFd) }
             let newFd = try Walker.openRoot(layer)
             defer { Sys.close(newFd) }
-            let oldDev = FileInfo(try Sys.fstat(oldFd, shown: base)).device
-            let newDev = FileInfo(try Sys.fstat(newFd, shown: layer)).device
             let comparer = ContentComparer()
-            var state = State(comparer: comparer, snapshots: snapshots, oldDev: oldDev, newDev: newDev)
-            state.only = set.root
-            _ = try state.compare(old: WalkDir(fd: oldFd, path: [], absolute: base),
-                                  new: WalkDir(fd: newFd, path: [], absolute: layer))
-            comparer.close()
-            comparer.work()
-            try state.resolveContentCompares()
-            return state
+            var walk = DiffWalk(comparer: comparer)
+            walk.snapshots = snapshots
+            walk.oldDev = FileInfo(try Sys.fstat(oldFd, shown: base)).device
+            walk.newDev = FileInfo(try Sys.fstat(newFd, shown: layer)).device
+            var out: [Change] = []
+            let sequencer = ChangeSequencer(comparer: comparer, changedLinks: changedLinks) { out.append($0) }
+            try walk.compare(old: WalkDir(fd: oldFd, path: [], absolute: base),
+                             new: WalkDir(fd: newFd, path: [], absolute: layer), only: set.root, into: sequencer)
+            try sequencer.finish()
+            return out
         }
 
-        var state = try run(paths)
+        var changes = try run(paths, changedLinks: [:])
         // The other names of changed multi-link files, where the full walk would find them as
         // unchanged link peers (or as changes of their own).
         var more = PathSet()
-        var asked = Set<UInt64>()
-        for c in state.changes where c.kind != .delete {
-            guard let i = c.info, !i.isDirectory, i.links > 1, asked.insert(i.inode).inserted else { continue }
+        var changedLinks: [UInt64: FileInfo] = [:]
+        for c in changes where c.kind != .delete && !c.isLinkPeer {
+            guard let i = c.info, !i.isDirectory, i.links > 1, changedLinks.updateValue(i, forKey: i.inode) == nil else { continue }
             for p in try peers(i.inode) where !paths.covers(p) { more.insert(p) }
         }
-        if !more.isEmpty { state.absorb(try run(more)) }
-        state.reportAncestors()
+        if !more.isEmpty { changes += try run(more, changedLinks: changedLinks) }
+        changes.sort(by: Change.pathOrder)
         var out: [Change] = []
-        for c in state.finish() where out.last?.path != c.path { out.append(c) }
+        for c in changes where out.last?.path != c.path { out.append(c) }
         return out
     }
 }

@@ -46,6 +46,13 @@ struct ChangesCommand: ParsableCommand {
     @Flag(help: "JSON output.") var json = false
 
     func run() throws {
+        if target.paths.count == 2 && !json {
+            // Printed as the walk finds them: the list is never held.
+            var out = ChangeLines()
+            try TreeDiff.forEachChange(base: Bytes.of(target.paths[0]), layer: Bytes.of(target.paths[1])) { try out.add($0) }
+            try out.flush()
+            return
+        }
         let changes = try target.pick(trees: { try TreeDiff.changes(base: $0, layer: $1) }, layer: { try $0.changes(id: $1) },
                                          adopted: { try $0.changes(id: $1) })
         try printChanges(changes, json: json)

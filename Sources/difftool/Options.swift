@@ -162,19 +162,30 @@ func printChanges(_ changes: [Change], json asJSON: Bool) throws {
         })
         return
     }
-    // Written in 64 KiB pieces as the lines are made: a copy of the list or the whole text next
-    // to it would grow the peak memory with the change count.
-    var out: [UInt8] = []
-    out.reserveCapacity(1 << 16)
-    for c in changes where !c.isLinkPeer {
+    var out = ChangeLines()
+    for c in changes { try out.add(c) }
+    try out.flush()
+}
+
+/// `A /path` lines on stdout, written in 64 KiB pieces as they are made (a copy of the list or
+/// the whole text next to it would grow the peak memory with the change count). Link peers are
+/// not changes to report.
+struct ChangeLines {
+    private var out: [UInt8] = []
+
+    init() { out.reserveCapacity(1 << 16) }
+
+    mutating func add(_ c: Change) throws {
+        guard !c.isLinkPeer else { return }
         out.append(contentsOf: c.line.utf8)
         out.append(UInt8(ascii: "\n"))
-        if out.count >= 1 << 16 {
-            try out.withUnsafeBytes { try Sys.writeAll(1, $0, shown: "stdout") }
-            out.removeAll(keepingCapacity: true)
-        }
+        if out.count >= 1 << 16 { try flush() }
     }
-    try out.withUnsafeBytes { try Sys.writeAll(1, $0, shown: "stdout") }
+
+    mutating func flush() throws {
+        try out.withUnsafeBytes { try Sys.writeAll(1, $0, shown: "stdout") }
+        out.removeAll(keepingCapacity: true)
+    }
 }
 
 /// `Key: value` lines, or one JSON object (a later key wins over an earlier one).

@@ -3,6 +3,7 @@ import DiffKitArchive
 import DiffKitSystem
 import DiffKit
 import TestSupport
+import SystemPackage
 import Testing
 
 /// moby's sample tree (pkg/archive/changes_test.go createSampleDir).
@@ -49,6 +50,15 @@ let changeCases: [ChangeCase] = [
                expected: ["C /f", "A /f/child"]),
     ChangeCase(name: "byte order of paths: /a, /a-b, /a/b", base: [.dir("a")], change: [.file("a-b", "1"), .file("a/b", "2")],
                expected: ["C /a", "A /a-b", "A /a/b"]),
+    // /a waits for its subtree to say whether it changed; /a-b sorts between /a and /a/.
+    ChangeCase(name: "an unchanged /a does not hold back /a-b for good",
+               base: [.file("a/x", "1")], change: [.file("a-b", "1")], expected: ["A /a-b"]),
+    ChangeCase(name: "siblings between a directory and its subtree, nested",
+               base: [.file("a/x", "1"), .file("a.d/k", "2"), .dir("a.d/k.d"), .dir("a0")],
+               change: [.file("a.d/k.d/y", "2"), .file("a/z", "3"), .file("a.d/k-1", "4"), .remove("a0")],
+               expected: ["C /a", "C /a.d", "A /a.d/k-1", "C /a.d/k.d", "A /a.d/k.d/y", "A /a/z", "D /a0"]),
+    ChangeCase(name: "a deleted directory before a quiet sibling's subtree",
+               base: [.file("a/x", "1"), .file("a-1/y", "2")], change: [.remove("a-1")], expected: ["D /a-1"]),
     // continuity's rule: both nanoseconds 0, same size and second → content decides.
     ChangeCase(name: "same-size edit with truncated mtime restored",
                base: [.file("f", "aaaa"), .time("f", 1_600_000_000, 0)],
@@ -78,6 +88,10 @@ let changeCases: [ChangeCase] = [
         try Fixture.apply(layer, c.change)
         let got = try TreeDiff.changes(base: Bytes.of(base), layer: Bytes.of(layer)).filter { !$0.isLinkPeer }.map(\.line)
         #expect(got == c.expected)
+        // The stream itself is in path order: nothing to sort.
+        var streamed: [String] = []
+        try TreeDiff.forEachChange(base: FilePath(base), layer: FilePath(layer)) { if !$0.isLinkPeer { streamed.append($0.line) } }
+        #expect(streamed == c.expected)
     }
 
     /// Subtrees compared on the second thread report their ancestors as the one-thread walk
@@ -118,6 +132,81 @@ let changeCases: [ChangeCase] = [
         let want = expected.sorted { Array($0.utf8.dropFirst(2)).lexicographicallyPrecedes(Array($1.utf8.dropFirst(2))) }
         for _ in 0..<10 {
             #expect(try TreeDiff.changes(base: Bytes.of(base), layer: Bytes.of(layer)).map(\.line) == want)
+        }
+    }
+
+    /// The stream is in path order but for link peers, which follow the change of their group
+    /// when they came first (containerd's order); `changes` sorts them back.
+    @Test(.requires(.root)) func linkPeersFollowTheirChange() throws {
+        let base = try Fixture.make([.file("m/f", "x"), .file("b/g", "y")])
+        defer { Fixture.cleanup(base) }
+        let layer = try Fixture.copy(base)
+        defer { Fixture.cleanup(layer) }
+        try Fixture.apply(layer, [.hardlink("z/l", to: "m/f"), .hardlink("a/l", to: "b/g")])
+        var streamed: [String] = []
+        try TreeDiff.forEachChange(base: FilePath(base), layer: FilePath(layer)) {
+            streamed.append(($0.isLinkPeer ? "peer " : "") + $0.line)
+        }
+        #expect(streamed == ["A /a", "A /a/l", "peer C /b/g", "A /z", "A /z/l", "peer C /m/f"])
+        let sorted = try TreeDiff.changes(base: FilePath(base), layer: FilePath(layer)).map { ($0.isLinkPeer ? "peer " : "") + $0.line }
+        #expect(sorted == ["A /a", "A /a/l", "peer C /b/g", "peer C /m/f", "A /z", "A /z/l"])
+    }
+
+    /// More content compares than the ordering looks ahead (4,096 events): every seventh file
+    /// differs in content only, and the changes still come in path order, each once.
+    @Test(.requires(.root)) func manyContentCompares() throws {
+        var ops: [Op] = []
+        for d in 0..<10 {
+            for f in 0..<600 {
+                let p = "d\(d)/f\(f)"
+                ops += [.file(p, "same size \(f % 10)"), .time(p, 1_600_000_000, 0)]
+            }
+        }
+        let base = try Fixture.make(ops)
+        defer { Fixture.cleanup(base) }
+        let layer = try Fixture.copy(base)
+        defer { Fixture.cleanup(layer) }
+        var edits: [Op] = []
+        var want: [String] = []
+        for d in 0..<10 {
+            var dirChanged = false
+            var lines: [String] = []
+            for f in 0..<600 where (d * 600 + f) % 7 == 0 {
+                let p = "d\(d)/f\(f)"
+                edits += [.file(p, "same SIZE \(f % 10)"), .time(p, 1_600_000_000, 0)]
+                lines.append("C /" + p)
+                dirChanged = true
+            }
+            if dirChanged { want += ["C /d\(d)"] + lines.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) } }
+        }
+        try Fixture.apply(layer, edits)
+        var got: [String] = []
+        try TreeDiff.forEachChange(base: FilePath(base), layer: FilePath(layer)) { got.append($0.line) }
+        #expect(got == want)
+    }
+
+    /// An error thrown by the caller ends the walk at once, the second thread's subtree with it,
+    /// and nothing hangs: 40 runs over a tree of many subtrees, stopped at the 3rd change.
+    @Test(.requires(.root)) func stoppingTheStreamEndsTheWalk() throws {
+        var ops: [Op] = []
+        for d in 0..<40 {
+            for s in 0..<5 { ops.append(.file("d\(d)/s\(s)/f", "x")) }
+        }
+        let base = try Fixture.make(ops)
+        defer { Fixture.cleanup(base) }
+        let layer = try Fixture.copy(base)
+        defer { Fixture.cleanup(layer) }
+        try Fixture.apply(layer, (0..<40).flatMap { d in (0..<5).map { s in Op.file("d\(d)/s\(s)/new", "y") } })
+        struct Enough: Error {}
+        for _ in 0..<40 {
+            var seen = 0
+            #expect(throws: Enough.self) {
+                try TreeDiff.forEachChange(base: FilePath(base), layer: FilePath(layer)) { _ in
+                    seen += 1
+                    if seen == 3 { throw Enough() }
+                }
+            }
+            #expect(seen == 3)
         }
     }
 
