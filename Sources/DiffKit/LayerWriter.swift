@@ -78,9 +78,26 @@ public final class LayerWriter {
     /// The header of the last entry written (for the opaque marker that follows a directory).
     var lastHeader: TarHeader?
 
-    /// A change list (already in path order) as a layer: deletions become `.wh.` entries.
+    /// A change list (already in path order) as a layer: deletions become `.wh.` entries. A link
+    /// peer that comes before the first changed member of its hardlink group is written right
+    /// after that member, as ``TreeDiff/forEachChange(base:layer:snapshots:_:)`` delivers it, so a
+    /// list and the stream of the same changes make the same tar.
     public func write(changes: [Change]) throws {
-        for c in changes { try self.write(c) }
+        var firstChanged: [UInt64: Int] = [:]
+        for (i, c) in changes.enumerated() where !c.isLinkPeer && c.kind != .delete {
+            if let info = c.info, !info.isDirectory, info.links > 1, firstChanged[info.inode] == nil { firstChanged[info.inode] = i }
+        }
+        var waiting: [UInt64: [Change]] = [:]
+        for (i, c) in changes.enumerated() {
+            if c.isLinkPeer, let info = c.info, let first = firstChanged[info.inode], first > i {
+                waiting[info.inode, default: []].append(c)
+                continue
+            }
+            try self.write(c)
+            if !c.isLinkPeer, let info = c.info, firstChanged[info.inode] == i, let peers = waiting.removeValue(forKey: info.inode) {
+                for p in peers { try self.write(p) }
+            }
+        }
         try finish()
     }
 

@@ -145,7 +145,11 @@ extension Driver {
 
     /// ChangesSize of the naive changes.
     public func naiveDiffSize(id: String, parent: String?) throws -> Int64 {
-        Sizes.changesSize(try naiveChanges(id: id, parent: parent))
+        try withLayers(id, parent) { dir, parentDir in
+            var size = Sizes.ChangesSize()
+            try TreeDiff.forEachChange(base: parentDir, layer: dir, snapshots: layersAreSnapshots) { size.add($0) }
+            return size.total
+        }
     }
 
     func withLayers<R>(_ id: String, _ parent: String?, _ body: ([UInt8], [UInt8]?) throws -> R) throws -> R {
