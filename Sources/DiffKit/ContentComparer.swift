@@ -39,10 +39,10 @@ final class ContentComparer: Sendable {
             q.next += 1
             q.waiting[t] = job
             q.order.append(t)
-            return t
+            return (t, q.order.count - q.head >= Self.batch)
         }
-        queue.signal()
-        return ticket
+        if ticket.1 { queue.signal() }
+        return ticket.0
     }
 
     /// Whether the outcome of `ticket` is known.
@@ -89,11 +89,18 @@ final class ContentComparer: Sendable {
         queue.broadcast()
     }
 
+    /// A worker that ran out of jobs sleeps until this many wait (a thread woken for each job
+    /// costs more than the job); the few left at the end are taken by whoever asks for them.
+    static let batch = 16
+
     /// Take and run jobs in ticket order until ``close()``.
     func work() {
         let buffers = CompareBuffers()
         while true {
-            let taken = queue.wait(until: { $0.head < $0.order.count || $0.closed }) { Self.take(&$0) }
+            var taken = queue.withLock { Self.take(&$0) }
+            if taken == nil {
+                taken = queue.wait(until: { $0.order.count - $0.head >= Self.batch || $0.closed }) { Self.take(&$0) }
+            }
             guard let (ticket, job) = taken else {
                 if queue.withLock({ $0.closed }) { return }
                 continue

@@ -82,19 +82,16 @@ extension TreeDiff {
     package static func changes(base: [UInt8], layer: [UInt8], at paths: PathSet, snapshots: Bool = false,
                                peers: (UInt64) throws -> [[UInt8]]) throws -> [Change] {
         func run(_ set: PathSet, changedLinks: [UInt64: FileInfo]) throws -> [Change] {
-            let oldFd = try Walker.openRoot(base)
-            defer { Sys.close(oldFd) }
             let newFd = try Walker.openRoot(layer)
             defer { Sys.close(newFd) }
             let comparer = ContentComparer()
-            var walk = DiffWalk(comparer: comparer)
+            var walk = DiffWalk(comparer: comparer, base: BaseOnDemand(root: base))
             walk.snapshots = snapshots
-            walk.oldDev = FileInfo(try Sys.fstat(oldFd, shown: base)).device
+            walk.oldDev = FileInfo(try Sys.fstatat(AT_FDCWD, base)).device
             walk.newDev = FileInfo(try Sys.fstat(newFd, shown: layer)).device
             var out: [Change] = []
             let sequencer = ChangeSequencer(comparer: comparer, changedLinks: changedLinks) { out.append($0) }
-            try walk.compare(old: WalkDir(fd: oldFd, path: [], absolute: base),
-                             new: WalkDir(fd: newFd, path: [], absolute: layer), only: set.root, into: sequencer)
+            try walk.compare(new: WalkDir(fd: newFd, path: [], absolute: layer), only: set.root, into: sequencer)
             try sequencer.finish()
             return out
         }

@@ -25,8 +25,9 @@ public enum TreeDiff {
     /// The changes that turn `base` into `layer`, each passed to `body` as soon as it is known,
     /// in path order; a link peer whose group changed at a later path follows that change.
     ///
-    /// With more than one core a second thread walks subtrees ahead of the first, and a third
-    /// compares contents; the order of the changes does not depend on timing.
+    /// With more than one core a second thread reads the base ahead of the walk of the layer
+    /// (then compares contents), and a third compares contents; the order of the changes does not
+    /// depend on timing.
     package static func forEachChange(base: [UInt8]?, layer: [UInt8], snapshots: Bool = false,
                                       _ body: (Change) throws -> Void) throws {
         let parallel = sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1
@@ -34,39 +35,33 @@ public enum TreeDiff {
         let newFd = try Walker.openRoot(layer)
         defer { Sys.close(newFd) }
         let newDir = WalkDir(fd: newFd, path: [], absolute: layer)
-        var walk = DiffWalk(comparer: comparer)
-        var oldDir: WalkDir?
-        if let base {
-            let oldFd = try Walker.openRoot(base)
-            oldDir = WalkDir(fd: oldFd, path: [], absolute: base)
-            walk.snapshots = snapshots
-            do {
-                walk.oldDev = FileInfo(try Sys.fstat(oldFd, shown: base)).device
-                walk.newDev = FileInfo(try Sys.fstat(newFd, shown: layer)).device
-            } catch {
-                Sys.close(oldFd)
-                throw error
-            }
-        }
-        defer { if let oldDir { Sys.close(oldDir.fd) } }
-        let handover = parallel ? SubtreeHandover(walk) : nil
-        walk.handover = handover
         var comparing: (@Sendable () -> Void)? = nil
-        var helping: (@Sendable () -> Void)? = nil
         if parallel { comparing = { @Sendable in comparer.work() } }
-        if let handover { helping = { @Sendable in handover.work() } }
-        let (w, roots) = (walk, oldDir)
         try withoutActuallyEscaping(body) { (body: @escaping (Change) throws -> Void) in
             let sequencer = ChangeSequencer(comparer: comparer, body: body)
             try beside(comparing, stop: { comparer.close() }) {
-                try beside(helping, stop: { handover?.stop() }) {
-                    if let old = roots {
-                        try w.compare(old: old, new: newDir, only: nil, into: sequencer)
-                    } else {
-                        try w.addAll(newDir, into: sequencer)
-                    }
+                guard let base else {
+                    try DiffWalk(comparer: comparer, base: BaseOnDemand(root: [])).addAll(newDir, into: sequencer)
+                    return try sequencer.finish()
                 }
-                try sequencer.finish()
+                var walk = DiffWalk(comparer: comparer, base: BaseOnDemand(root: base))
+                walk.snapshots = snapshots
+                walk.oldDev = FileInfo(try Sys.fstatat(AT_FDCWD, base)).device
+                walk.newDev = FileInfo(try Sys.fstat(newFd, shown: layer)).device
+                var reading: (@Sendable () -> Void)? = nil
+                var ahead: BaseReadAhead? = nil
+                if parallel {
+                    let reader = BaseReadAhead(root: base, comparer: comparer)
+                    walk.base = reader
+                    ahead = reader
+                    // Once the base is read, its thread compares contents too.
+                    reading = { @Sendable in reader.run(); comparer.work() }
+                }
+                let (w, reader) = (walk, ahead)
+                try beside(reading, stop: { reader?.stop(); comparer.close() }) {
+                    try w.compare(new: newDir, only: nil, into: sequencer)
+                    try sequencer.finish()
+                }
             }
         }
     }
@@ -82,17 +77,18 @@ public enum TreeDiff {
     }
 }
 
-/// One walk of two trees in path order, reporting ``DiffEvent``s: on the first thread with a
-/// `handover` to give subtrees to the second, on the second without.
-struct DiffWalk: Sendable {
+/// One walk of two trees in path order, reporting ``DiffEvent``s: the layer's directories read
+/// here, the base's from `base` (read ahead on another thread, or when asked).
+struct DiffWalk {
     let comparer: ContentComparer
+    var base: BaseDirectories
     var snapshots = false
     var oldDev: UInt64 = 0
     var newDev: UInt64 = 0
-    var handover: SubtreeHandover?
 
-    init(comparer: ContentComparer) {
+    init(comparer: ContentComparer, base: BaseDirectories) {
         self.comparer = comparer
+        self.base = base
     }
 
     /// A subtree still to walk: its events come when the walk of its directory reaches `key`
@@ -105,7 +101,6 @@ struct DiffWalk: Sendable {
         /// An unchanged directory whose `.enter` was reported: `.leave` follows its subtree.
         let quiet: Bool
         let only: PathSet.Cursor?
-        var channel: SubtreeChannel? = nil
 
         init(_ name: [UInt8], pair: Bool, quiet: Bool = false, only: PathSet.Cursor? = nil) {
             self.name = name
@@ -116,14 +111,13 @@ struct DiffWalk: Sendable {
         }
     }
 
-    /// Compare two directories, reporting what differs below them in path order.
-    func compare(old: WalkDir, new: WalkDir, only: PathSet.Cursor?, into sink: DiffEventSink) throws {
-        var olds = try Sys.readDirectory(old.fd, shown: old.absolute)
+    /// Compare the layer's directory `new` with the base's at the same path, reporting what
+    /// differs below them in path order.
+    func compare(new: WalkDir, only: PathSet.Cursor?, into sink: DiffEventSink) throws {
+        let old = try base.directory(BaseDirectory.key(new.path), only: only, help: sink.helpWhileWaiting)
+        let olds = old.entries
         var news = try Sys.readDirectory(new.fd, shown: new.absolute)
-        if let only {
-            olds.removeAll { !only.has($0.name) }
-            news.removeAll { !only.has($0.name) }
-        }
+        if let only { news.removeAll { !only.has($0.name) } }
         var found: [(name: [UInt8], event: DiffEvent)] = []
         var descents: [Descent] = []
         var i = 0, j = 0
@@ -131,7 +125,7 @@ struct DiffWalk: Sendable {
             let o = i < olds.count ? olds[i] : nil
             let n = j < news.count ? news[j] : nil
             if let o, n == nil || o.name.lexicographicallyPrecedes(n!.name) {
-                found.append((o.name, .change(Change(.delete, old.child(o.name)))))
+                found.append((o.name, .change(Change(.delete, new.child(o.name)))))
                 i += 1
                 continue
             }
@@ -147,14 +141,14 @@ struct DiffWalk: Sendable {
             i += 1
             // Same inode on the same device (hardlink farms, snapshots): identical, unseen below.
             if oe.ino == ne.ino && oldDev == newDev { continue }
-            let oi = FileInfo(try Sys.fstatat(old.fd, oe.name, shown: old.absoluteChild(oe.name)))
+            let oi = oe.info
             if snapshots && !ni.isDirectory && ni.isUnchangedSnapshot(of: oi) {
                 if ni.links > 1 { found.append((ne.name, .unchanged(path: path, info: ni))) }
                 continue
             }
-            let verdict = try Self.differ(oi, ni, old: old, new: new, name: ne.name)
+            let verdict = try Self.differ(oe, ni, new: new, name: ne.name)
             if verdict == .sameIfContentEqual {
-                let ticket = comparer.add(.init(old: old.absoluteChild(oe.name), new: new.absoluteChild(ne.name), size: ni.size))
+                let ticket = comparer.add(.init(old: old.absolute + [LayerPath.slash] + oe.name, new: new.absoluteChild(ne.name), size: ni.size))
                 found.append((ne.name, .compare(ticket: ticket, path: path, info: ni)))
                 continue
             }
@@ -178,19 +172,23 @@ struct DiffWalk: Sendable {
                 found.append((ne.name, .unchanged(path: path, info: ni)))
             }
         }
-        olds = []
         news = []
+        // The base's directories this walk will not go into: not to be read ahead.
+        let paired = Set(descents.lazy.filter(\.pair).map(\.name))
+        for o in olds where o.info.isDirectory && !paired.contains(o.name) {
+            base.skip(old.key + o.name + [LayerPath.slash])
+        }
         descents.sort { $0.key.lexicographicallyPrecedes($1.key) }
         var d = 0
         for (name, event) in found {
             while d < descents.count && descents[d].key.lexicographicallyPrecedes(name) {
-                try descend(&descents, d, old: old, new: new, into: sink)
+                try descend(descents[d], new: new, into: sink)
                 d += 1
             }
             try sink.put(event)
         }
         while d < descents.count {
-            try descend(&descents, d, old: old, new: new, into: sink)
+            try descend(descents[d], new: new, into: sink)
             d += 1
         }
     }
@@ -201,7 +199,7 @@ struct DiffWalk: Sendable {
         var d = 0
         for e in try Sys.readDirectory(dir.fd, shown: dir.absolute) {
             while d < descents.count && descents[d].key.lexicographicallyPrecedes(e.name) {
-                try descend(&descents, d, old: nil, new: dir, into: sink)
+                try descend(descents[d], new: dir, into: sink)
                 d += 1
             }
             let info = FileInfo(try Sys.fstatat(dir.fd, e.name, shown: dir.absoluteChild(e.name)))
@@ -213,32 +211,19 @@ struct DiffWalk: Sendable {
             }
         }
         while d < descents.count {
-            try descend(&descents, d, old: nil, new: dir, into: sink)
+            try descend(descents[d], new: dir, into: sink)
             d += 1
         }
     }
 
-    /// Walk `descents[d]` here, or take its events from the thread it was handed to; first offer
-    /// the last subtree not yet offered to the second thread, if it waits for work.
-    private func descend(_ descents: inout [Descent], _ d: Int, old: WalkDir?, new: WalkDir, into sink: DiffEventSink) throws {
-        if let handover, descents[d].only == nil {
-            if let last = descents.indices.last, last > d, descents[last].channel == nil, descents[last].only == nil {
-                descents[last].channel = try handover.offer(descents[last], old: old, new: new)
-            }
-        }
-        let s = descents[d]
-        if let channel = s.channel {
-            try channel.drain(into: sink)
+    /// Walk the subtree `s` of the layer's directory `new`.
+    private func descend(_ s: Descent, new: WalkDir, into sink: DiffEventSink) throws {
+        let nd = try openChild(new, s.name)
+        defer { Sys.close(nd.fd) }
+        if s.pair {
+            try compare(new: nd, only: s.only, into: sink)
         } else {
-            let nd = try openChild(new, s.name)
-            defer { Sys.close(nd.fd) }
-            if s.pair, let old {
-                let od = try openChild(old, s.name)
-                defer { Sys.close(od.fd) }
-                try compare(old: od, new: nd, only: s.only, into: sink)
-            } else {
-                try addAll(nd, into: sink)
-            }
+            try addAll(nd, into: sink)
         }
         if s.quiet { try sink.put(.leave) }
     }
@@ -253,7 +238,8 @@ struct DiffWalk: Sendable {
     /// when both nanoseconds are 0 the content decides (continuity); then the layer xattrs.
     enum Verdict { case same, different, sameIfContentEqual }
 
-    static func differ(_ o: FileInfo, _ n: FileInfo, old: WalkDir, new: WalkDir, name: [UInt8]) throws -> Verdict {
+    static func differ(_ old: BaseDirectory.Entry, _ n: FileInfo, new: WalkDir, name: [UInt8]) throws -> Verdict {
+        let o = old.info
         if o.kind != n.kind || o.permissions != n.permissions || o.uid != n.uid || o.gid != n.gid || o.rdev != n.rdev {
             return .different
         }
@@ -261,7 +247,7 @@ struct DiffWalk: Sendable {
             if o.size != n.size || o.mtime != n.mtime { return .different }
             if o.mtimeNanoseconds != n.mtimeNanoseconds && o.mtimeNanoseconds != 0 && n.mtimeNanoseconds != 0 { return .different }
         }
-        if try old.xattrs(name) != new.xattrs(name) {
+        if try old.xattrs != new.xattrs(name) {
             return .different
         }
         if !n.isDirectory && o.mtimeNanoseconds == 0 && n.mtimeNanoseconds == 0 {
@@ -269,7 +255,7 @@ struct DiffWalk: Sendable {
             case .regular where n.size > 0:
                 return .sameIfContentEqual
             case .symlink:
-                return try Sys.readlinkat(old.fd, name) != Sys.readlinkat(new.fd, name) ? .different : .same
+                return try old.linkTarget != Sys.readlinkat(new.fd, name) ? .different : .same
             default: break
             }
         }
