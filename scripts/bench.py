@@ -7,9 +7,10 @@ one run, on the real root filesystem pair (make-data.sh) and the seeded syntheti
   SYNTH   synthetic pair (same shape; its tars are made here with difftool)
   SCR     scratch on tmpfs: applies, stores (the btrfs store on a loop image there)
   OUT     results: one hyperfine JSON per case, results.json, TABLE.md
-  RUNS / SYNTH_RUNS   timed runs per command (warm); COLD_RUNS for cold-cache runs
+  RUNS / SYNTH_RUNS / MILLION_RUNS   timed runs per command (warm; 10, 3, 3); COLD_RUNS for cold-cache runs
   SETS    which sets: real synth (default both), million (the 1.05M-entry pair in MILLION, made
           outside CI: about 11 GB);  COLD=0 skips cold-cache runs
+  CASES   only these cases (names as in TABLE.md, e.g. "changes size diff"); default all
 
 Every case is one hyperfine invocation (-N; pipelines run under bash -c) so its commands share
 the machine's state; the first command is difftool's, and ratios are difftool ÷ the other. Peak
@@ -22,6 +23,7 @@ T, OUT, SCR = os.environ["T"], os.environ["OUT"], os.environ["SCR"]
 RUNS, SYNTH_RUNS = int(os.environ.get("RUNS", 10)), int(os.environ.get("SYNTH_RUNS", 3))
 COLD_RUNS, COLD = int(os.environ.get("COLD_RUNS", 3)), os.environ.get("COLD", "1") != "0"
 SETS = os.environ.get("SETS", "real synth").split()
+CASES = os.environ.get("CASES", "").split()
 DATA, SYNTH, MILLION = os.environ["DATA"], os.environ["SYNTH"], os.environ.get("MILLION", "")
 G, C = f"{DATA}/bin/goref", f"{DATA}/bin/ctrref"
 DROP = "sync && echo 3 > /proc/sys/vm/drop_caches"
@@ -38,6 +40,8 @@ def quiet(cmd):
 
 def case(dataset, name, rows, prepare=None, runs=RUNS, cold=False, warmup=1):
     """rows: (label, shell command); rows without their tool installed are left out."""
+    if CASES and name not in CASES:
+        return
     rows = [(l, c) for l, c in rows if not c.startswith((G, C)) or os.access(c.split()[0], os.X_OK)]
     for cache in (["warm", "cold"] if cold and COLD else ["warm"]):
         prep = prepare if cache == "warm" else (f"{DROP} && {prepare}" if prepare else DROP)
@@ -143,10 +147,12 @@ def speed_cases(ds, d, runs):
 def million_cases(d):
     """The 1.05M-entry pair (make-synth.py --files 900000 --big ""): time and peak RSS of the
     commands that walk both trees, once each (their memory must not grow with the tree)."""
+    runs = int(os.environ.get("MILLION_RUNS", 3))
     case("million", "changes", [("difftool changes", f"{T} changes {d}/base {d}/new"),
-                                ("lstat walk (find)", f"find {d}/base {d}/new -printf '%s%T@'")], runs=1, warmup=0)
-    case("million", "size", [("difftool size", f"{T} size {d}/base {d}/new")], runs=1, warmup=0)
-    case("million", "diff", [("difftool diff", f"{T} diff {d}/base {d}/new | cat")], runs=1, warmup=0)
+                                ("lstat walk (find)", f"find {d}/base {d}/new -printf '%s%T@'"),
+                                ("moby", f"{G} changes {d}/new {d}/base")], runs=runs, warmup=0)
+    case("million", "size", [("difftool size", f"{T} size {d}/base {d}/new")], runs=runs, warmup=0)
+    case("million", "diff", [("difftool diff", f"{T} diff {d}/base {d}/new | cat")], runs=runs, warmup=0)
 
 
 def store(driver, home):

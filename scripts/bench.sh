@@ -8,7 +8,8 @@
 # /var/tmp/difftool-synth), MILLION (the 1.05M-entry pair for SETS=million, made here by
 # make-synth.py --files 900000 --big "", default /var/tmp/difftool-million, about 11 GB),
 # SCR (tmpfs scratch, /dev/shm/...), OUT (bench-out), RUNS (10), SYNTH_RUNS (3), COLD_RUNS (3),
-# COLD=0, SETS="real synth" (add million for the big pair).
+# COLD=0, SETS="real synth" (add million for the big pair), CASES (only these cases, e.g.
+# CASES="changes size diff").
 # Needs hyperfine, bsdtar (libarchive-tools), GNU tar, GNU time, pigz, openssl, python3 (installed
 # when missing). Writes TABLE.md to OUT.
 set -euo pipefail

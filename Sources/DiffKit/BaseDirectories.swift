@@ -33,8 +33,10 @@ struct BaseDirectory: Sendable {
 
     /// Read the directory open at `fd` whole; only the names `only` has, when given.
     static func read(_ fd: Int32, key: [UInt8], absolute: [UInt8], only: PathSet.Cursor?) throws -> BaseDirectory {
+        let listing = try Sys.readDirectory(fd, shown: absolute)
         var entries: [Entry] = []
-        for e in try Sys.readDirectory(fd, shown: absolute) where only?.has(e.name) ?? true {
+        entries.reserveCapacity(only == nil ? listing.count : 0)   // one directory can be the largest thing held
+        for e in listing where only?.has(e.name) ?? true {
             let shown = absolute + [LayerPath.slash] + e.name
             let info = FileInfo(try Sys.fstatat(fd, e.name, shown: shown))
             let xattrs = try LayerXattrs.read(path: shown, dirfd: fd, name: e.name)
@@ -111,7 +113,7 @@ final class BaseReadAhead: BaseDirectories, Sendable {
     private let queue = Condition(Queue())
 
     /// A reader of `root`; while it waits for room it runs `comparer`'s compares.
-    init(root: [UInt8], comparer: ContentComparer, limit: Int = 8192) {
+    init(root: [UInt8], comparer: ContentComparer, limit: Int = 4096) {
         self.root = root
         self.comparer = comparer
         self.limit = limit
