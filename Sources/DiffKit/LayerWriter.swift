@@ -46,7 +46,11 @@ public final class LayerWriter {
                     return .descend
                 }
                 if info.isDirectory {
-                    let opaque = try Sys.getXattr(path: dir.absoluteChild(name), name: Bytes.of(prefix + "overlay.opaque"))
+                    // The names first, relative to the directory: most have none, and a lookup
+                    // by absolute path for each directory cost more than the rest of its entry.
+                    let opaqueName = Bytes.of(prefix + "overlay.opaque")
+                    let opaque = try Sys.listXattrs(path: dir.absoluteChild(name), dirfd: dir.fd, name: name).contains(opaqueName)
+                        ? try Sys.getXattr(path: dir.absoluteChild(name), name: opaqueName) : nil
                     try self.writeEntry(path: path, info: info, dirfd: dir.fd, name: name, absolute: dir.absoluteChild(name))
                     if opaque == [UInt8(ascii: "y")], let h = self.lastHeader { try self.writeOpaqueMarker(directory: path, header: h) }
                     return .descend

@@ -34,22 +34,40 @@ package struct OverlayUpperScan: Sendable, Equatable {
     package var needsView: Bool { !redirectedDirectories.isEmpty || !metacopyFiles.isEmpty }
 
     /// Scan the upper dir `upper` whose overlay xattrs start with `xattrPrefix` (`trusted.` or `user.`).
+    ///
+    /// It runs before every export of an upper, so it is kept cheap: types come from the directory
+    /// listing (a stat only where the filesystem does not give one), and an entry's attribute
+    /// names from one lookup relative to its directory; a value is read only where the name is there.
     package static func of(upper: [UInt8], xattrPrefix: String) throws -> OverlayUpperScan {
         var scan = OverlayUpperScan()
         let redirect = Bytes.of(xattrPrefix + "overlay.redirect"), metacopy = Bytes.of(xattrPrefix + "overlay.metacopy")
-        try Walker.walk(root: upper, visit: { dir, name, info in
-            if info.isDirectory, let target = try Sys.getXattr(path: dir.absoluteChild(name), name: redirect) {
-                if let why = OverlayUpperScan.invalidRedirect(target) {
-                    scan.problem = scan.problem ?? "\(Bytes.string(dir.child(name))): \(why)"
+        func visit(_ dir: WalkDir) throws {
+            for e in try Sys.readDirectory(dir.fd, shown: dir.absolute) {
+                var type = e.type
+                if type == DT_UNKNOWN {
+                    type = FileInfo(try Sys.fstatat(dir.fd, e.name, shown: dir.absoluteChild(e.name))).isDirectory ? UInt8(DT_DIR) : UInt8(DT_REG)
                 }
-                scan.redirectedDirectories.append(dir.child(name))
-                return .skip
+                guard type == DT_DIR || type == DT_REG else { continue }
+                let names = try Sys.listXattrs(path: dir.absoluteChild(e.name), dirfd: dir.fd, name: e.name)
+                if type == DT_DIR {
+                    if names.contains(redirect), let target = try Sys.getXattr(path: dir.absoluteChild(e.name), name: redirect) {
+                        if let why = OverlayUpperScan.invalidRedirect(target) {
+                            scan.problem = scan.problem ?? "\(Bytes.string(dir.child(e.name))): \(why)"
+                        }
+                        scan.redirectedDirectories.append(dir.child(e.name))
+                        continue
+                    }
+                    let fd = try Walker.openChild(dir, e.name)
+                    defer { Sys.close(fd) }
+                    try visit(WalkDir(fd: fd, path: dir.child(e.name), absolute: dir.absoluteChild(e.name)))
+                } else if names.contains(metacopy) {
+                    scan.metacopyFiles.append(dir.child(e.name))
+                }
             }
-            if info.kind == .regular, try Sys.getXattr(path: dir.absoluteChild(name), name: metacopy) != nil {
-                scan.metacopyFiles.append(dir.child(name))
-            }
-            return .descend
-        })
+        }
+        let fd = try Walker.openRoot(upper)
+        defer { Sys.close(fd) }
+        try visit(WalkDir(fd: fd, path: [], absolute: upper))
         return scan
     }
 
