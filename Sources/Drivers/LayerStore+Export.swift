@@ -180,8 +180,17 @@ extension LayerStore {
                             isCancelled: (@Sendable () -> Bool)? = nil,
                             progress: (@Sendable (Int64, Int) -> Void)? = nil) throws -> Int64 {
         let reader = try TarSplitReader(fd: record, name: Bytes.string(tarSplitPath(id)))
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        // One buffer for the output: the recorded bytes are copied in and the files read straight
+        // into it, so the tar leaves in 1 MiB writes (not two per entry).
+        let size = 1 << 20
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
         defer { buf.deallocate() }
+        var used = 0
+        func flush() throws {
+            guard used > 0 else { return }
+            try Sys.writeAll(fd, UnsafeRawBufferPointer(start: buf, count: used), shown: name)
+            used = 0
+        }
         Sys.growPipe(fd)
         var total: Int64 = 0
         try driver.withFiles(id: id) { openFile in
@@ -190,26 +199,36 @@ extension LayerStore {
                 progress?(total, 0)
                 switch segment {
                 case let .raw(bytes):
-                    try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, shown: name) }
+                    try bytes.withUnsafeBytes { p in
+                        var at = 0
+                        while at < p.count {
+                            if used == size { try flush() }
+                            let n = min(p.count - at, size - used)
+                            (buf + used).copyMemory(from: p.baseAddress! + at, byteCount: n)
+                            used += n
+                            at += n
+                        }
+                    }
                     total += Int64(bytes.count)
-                case let .file(stored, size, crc):
+                case let .file(stored, fileSize, crc):
                     let path = Array(LayerPath.components(stored).joined(separator: [LayerPath.slash]))
                     let file = try openFile(EntryPath(path)).rawValue
                     defer { Sys.close(file) }
-                    var left = size
+                    var left = fileSize
                     var sum: UInt32 = 0
                     while left > 0 {
-                        let n = try Sys.read(file, buf, Int(min(left, 1 << 20)), shown: path)
+                        if used == size { try flush() }
+                        let n = try Sys.read(file, buf + used, Int(min(left, Int64(size - used))), shown: path)
                         if n == 0 { break }
-                        let chunk = UnsafeRawBufferPointer(start: buf, count: n)
-                        sum = CRC32C.update(sum, chunk)
-                        try Sys.writeAll(fd, chunk, shown: name)
+                        sum = CRC32C.update(sum, UnsafeRawBufferPointer(start: buf + used, count: n))
+                        used += n
                         left -= Int64(n)
                     }
                     if left != 0 || sum != crc { throw DriverError.changedSinceImport(id: id, path: Bytes.string(path)) }
-                    total += size
+                    total += fileSize
                 }
             }
+            try flush()
         }
         return total
     }

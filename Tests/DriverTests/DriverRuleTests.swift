@@ -6,7 +6,7 @@
 import DiffKitArchive
 import DiffKitSystem
 import DiffKit
-import Drivers
+@testable import Drivers
 import TestSupport
 import Testing
 
@@ -186,6 +186,28 @@ private func importTar(_ store: LayerStore, _ id: String, parent: String?, _ tar
         defer { Fixture.cleanup(tarDir(second)) }
         #expect(source == .regenerated(reason: "the layer's files changed since it was imported"))
         #expect(try Pipe.headers(second).first { $0.displayName == "f" }?.mode == 0o600)
+    }
+
+    /// A change the stamp cannot see (here: the stamp recorded again after the file was
+    /// rewritten at the same size) is caught by the CRC-32C of the file as it streams: the export
+    /// fails naming the file, instead of giving back bytes the recorded diffID does not match.
+    @Test(.requires(.root)) func contentChangeTheStampMissesFailsTheExport() throws {
+        let home = try Fixture.tempDir("store")
+        defer { Fixture.cleanup(home) }
+        let store = try LayerStore(driverName: "vfs", home: Bytes.of(home))
+        let tar = try regularTar([("f", "content"), ("g", "other")])
+        defer { Fixture.cleanup(tarDir(tar)) }
+        try importTar(store, "base", parent: nil, tar)
+        let dir = Bytes.string(try store.mount(id: "base"))
+        try Fixture.apply(dir, [.file("f", "CONTENT")])
+        var r = try store.record("base")
+        r.stamp = try TreeStamp.of(Bytes.of(dir))
+        try store.write(r)
+        let error = #expect(throws: DriverError.self) {
+            _ = try Pipe.tarFile { fd in try store.export(id: "base", to: fd, name: "x") }
+        }
+        guard case let .changedSinceImport(id, path)? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(id == "base" && path == "f")
     }
 
     /// A layer that whites out a file it added itself cannot be given back byte for byte (the
