@@ -32,10 +32,25 @@ int dk_move_mount(int mfd, const char *target) {
     return (int)syscall(SYS_move_mount, mfd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH);
 }
 
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+/* In a child made by fork or clone (no exec follows): close every descriptor but `keep` (-1: none).
+   The child has a copy of every descriptor of the process, those other threads are using
+   included: a pipe's reader sees its end only when every copy of the write end is closed, so a
+   child that waits (the user namespace's, until its maps are written) held up another thread's
+   pipe (a btrfs send stream) or another such child's pipe (two at once waited for each other). */
+static void child_close_others(int keep) {
+    if (keep > 0) syscall(SYS_close_range, 0U, (unsigned)keep - 1, 0U);
+    syscall(SYS_close_range, keep < 0 ? 0U : (unsigned)keep + 1, ~0U, 0U);
+}
+
 int dk_mount_overlay_from(const char *dir, const char *target, const char *data) {
     pid_t pid = fork();
     if (pid < 0) return errno;
     if (pid == 0) {
+        child_close_others(-1);
         if (chdir(dir) != 0) _exit(errno & 0xff);
         _exit(mount("overlay", target, "overlay", 0, data) == 0 ? 0 : (errno & 0xff));
     }
@@ -226,7 +241,7 @@ int dk_userns_open(const char *uid_map, const char *gid_map) {
     if (pid < 0) { int e = errno; close(p[0]); close(p[1]); errno = e; return -1; }
     if (pid == 0) {
         char c;
-        close(p[1]);
+        child_close_others(p[0]);
         while (read(p[0], &c, 1) < 0 && errno == EINTR) {}
         _exit(0);
     }
@@ -267,6 +282,7 @@ int dk_mount_overlay_mapped(const char *dir, const char *target, const char *dat
     pid_t pid = fork();
     if (pid < 0) return errno;
     if (pid == 0) {
+        child_close_others(-1);
         if (chdir(dir) != 0) _exit(errno & 0xff);
         syscall(SYS_setfsgid, fsgid);
         syscall(SYS_setfsuid, fsuid);

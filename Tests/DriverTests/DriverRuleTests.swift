@@ -188,6 +188,38 @@ private func importTar(_ store: LayerStore, _ id: String, parent: String?, _ tar
         #expect(try Pipe.headers(second).first { $0.displayName == "f" }?.mode == 0o600)
     }
 
+    /// User namespaces made on two threads at once while a third reads a pipe: the helper child
+    /// behind each namespace holds no copy of another thread's descriptors. (It did: two such
+    /// children each held the other's pipe and waited for it forever, and a child that waited held
+    /// the write end of a btrfs send stream, so its reader never saw the end.)
+    @Test(.requires(.root)) func namespaceChildrenHoldNoOtherDescriptors() throws {
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        let done = Condition(0)
+        for _ in 0..<2 {
+            try SystemThread {
+                for _ in 0..<300 { _ = try? UserNamespace(uids: [], gids: []) }
+                done.withLock { $0 += 1 }
+                done.broadcast()
+            }.detach()
+        }
+        // The write end closes while namespaces are being made: the reader sees the end at once.
+        usleep(2_000)
+        close(ends[1])
+        var byte: UInt8 = 0
+        var poll = pollfd(fd: ends[0], events: Int16(POLLIN), revents: 0)
+        #expect(Glibc.poll(&poll, 1, 10_000) == 1 && read(ends[0], &byte, 1) == 0, "a child held the pipe's write end")
+        close(ends[0])
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let start = deadline.tv_sec
+        while done.withLock({ $0 }) < 2 {
+            clock_gettime(CLOCK_MONOTONIC, &deadline)
+            if deadline.tv_sec - start > 60 { Issue.record("namespace children waited for each other"); return }
+            usleep(10_000)
+        }
+    }
+
     /// A change the stamp cannot see (here: the stamp recorded again after the file was
     /// rewritten at the same size) is caught by the CRC-32C of the file as it streams: the export
     /// fails naming the file, instead of giving back bytes the recorded diffID does not match.
