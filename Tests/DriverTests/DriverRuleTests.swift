@@ -198,7 +198,7 @@ private func importTar(_ store: LayerStore, _ id: String, parent: String?, _ tar
         let done = Condition(0)
         for _ in 0..<2 {
             try SystemThread {
-                for _ in 0..<300 { _ = try? UserNamespace(uids: [], gids: []) }
+                for _ in 0..<50 { _ = try? UserNamespace(uids: [], gids: []) }
                 done.withLock { $0 += 1 }
                 done.broadcast()
             }.detach()
@@ -215,7 +215,7 @@ private func importTar(_ store: LayerStore, _ id: String, parent: String?, _ tar
         let start = deadline.tv_sec
         while done.withLock({ $0 }) < 2 {
             clock_gettime(CLOCK_MONOTONIC, &deadline)
-            if deadline.tv_sec - start > 60 { Issue.record("namespace children waited for each other"); return }
+            if deadline.tv_sec - start > 300 { Issue.record("namespace children waited for each other"); return }
             usleep(10_000)
         }
     }
