@@ -38,7 +38,7 @@ public struct LayerDigests: Sendable, Equatable {
 /// Writes a tar stream compressed as asked while computing its diffID and blob digest.
 public enum LayerOutput {
     /// Run `produce` with a descriptor to write an uncompressed tar to; what it writes reaches
-    /// `fd` compressed as asked, and the digests are returned. Memory is bounded: four 1 MiB
+    /// `fd` compressed as asked, and the digests are returned. Memory is bounded: eight 1 MiB
     /// buffers and the pipe.
     ///
     /// A ``TarWriter`` made on that descriptor hands its buffers over by reference (no copy

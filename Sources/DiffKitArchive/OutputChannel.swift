@@ -43,7 +43,10 @@ final class OutputChannel: @unchecked Sendable {
     private let all: [UnsafeMutableRawPointer]
     private let state: Condition<State>
 
-    init(output: Int32, writerWrites: Bool, buffers: Int = 4, bufferSize: Int = 1 << 20) {
+    /// Eight buffers: runs of small files (the producer slow, the hash starved) and of large ones
+    /// (the other way round) alternate; four carried too little across them (export with digests
+    /// 134 -> 124 ms on the real base, RSS 20 -> 23 MiB).
+    init(output: Int32, writerWrites: Bool, buffers: Int = 8, bufferSize: Int = 1 << 20) {
         self.output = output
         self.writerWrites = writerWrites
         self.bufferSize = bufferSize
