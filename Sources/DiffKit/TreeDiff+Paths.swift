@@ -85,10 +85,8 @@ extension TreeDiff {
             let newFd = try Walker.openRoot(layer)
             defer { Sys.close(newFd) }
             let comparer = ContentComparer()
-            var walk = DiffWalk(comparer: comparer, base: BaseOnDemand(root: base))
-            walk.snapshots = snapshots
-            walk.oldDev = FileInfo(try Sys.fstatat(AT_FDCWD, base)).device
-            walk.newDev = FileInfo(try Sys.fstat(newFd, shown: layer)).device
+            let walk = try DiffWalk(comparer: comparer, base: base, from: BaseOnDemand(root: base), layer: layer,
+                                    newFd: newFd, snapshots: snapshots)
             var out: [Change] = []
             let sequencer = ChangeSequencer(comparer: comparer, changedLinks: changedLinks) { out.append($0) }
             try walk.compare(new: WalkDir(fd: newFd, path: [], absolute: layer), only: set.root, into: sequencer)

@@ -44,22 +44,14 @@ public enum TreeDiff {
                     try DiffWalk(comparer: comparer, base: BaseOnDemand(root: [])).addAll(newDir, into: sequencer)
                     return try sequencer.finish()
                 }
-                var walk = DiffWalk(comparer: comparer, base: BaseOnDemand(root: base))
-                walk.snapshots = snapshots
-                walk.oldDev = FileInfo(try Sys.fstatat(AT_FDCWD, base)).device
-                walk.newDev = FileInfo(try Sys.fstat(newFd, shown: layer)).device
+                // With a second core the base is read ahead on it (then it compares contents too).
+                let ahead = parallel ? BaseReadAhead(root: base, comparer: comparer) : nil
                 var reading: (@Sendable () -> Void)? = nil
-                var ahead: BaseReadAhead? = nil
-                if parallel {
-                    let reader = BaseReadAhead(root: base, comparer: comparer)
-                    walk.base = reader
-                    ahead = reader
-                    // Once the base is read, its thread compares contents too.
-                    reading = { @Sendable in reader.run(); comparer.work() }
-                }
-                let (w, reader) = (walk, ahead)
-                try beside(reading, stop: { reader?.stop(); comparer.close() }) {
-                    try w.compare(new: newDir, only: nil, into: sequencer)
+                if let ahead { reading = { @Sendable in ahead.run(); comparer.work() } }
+                let walk = try DiffWalk(comparer: comparer, base: base, from: ahead ?? BaseOnDemand(root: base),
+                                        layer: layer, newFd: newFd, snapshots: snapshots)
+                try beside(reading, stop: { ahead?.stop(); comparer.close() }) {
+                    try walk.compare(new: newDir, only: nil, into: sequencer)
                     try sequencer.finish()
                 }
             }
@@ -89,6 +81,16 @@ struct DiffWalk {
     init(comparer: ContentComparer, base: BaseDirectories) {
         self.comparer = comparer
         self.base = base
+    }
+
+    /// A walk of the layer open at `newFd` against the tree at `base`, whose directories come
+    /// from `directories`.
+    init(comparer: ContentComparer, base: [UInt8], from directories: BaseDirectories, layer: [UInt8], newFd: Int32,
+         snapshots: Bool) throws {
+        self.init(comparer: comparer, base: directories)
+        self.snapshots = snapshots
+        oldDev = FileInfo(try Sys.fstatat(AT_FDCWD, base)).device
+        newDev = FileInfo(try Sys.fstat(newFd, shown: layer)).device
     }
 
     /// A subtree still to walk: its events come when the walk of its directory reaches `key`
